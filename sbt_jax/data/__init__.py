@@ -1,0 +1,1 @@
+"""Input pipeline: TFDS / image-folder sources read through grain."""

@@ -1,0 +1,214 @@
+"""Sources, preprocessing and grain loaders for training and evaluation.
+
+Every loader yields dicts of numpy arrays for ONE host: `image` float32 [B, H, W, C] in
+[-1, 1], `label` int32 [B] (eval adds `mask` float32 [B]). Preprocessing runs inside the
+source wrapper, so grain's read threads (data.read_threads) decode and resize in parallel.
+"""
+import grain
+import ml_collections
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from sbt_jax.data import fashion_mnist_deb  # pylint: disable=unused-import  (registers it)
+from sbt_jax.data import image_folder
+
+# Orbax integration: grain's handler stores one JSON state file per process.
+#   ocp.CheckpointManager(dir, item_names=('data_iter', ...),
+#                         item_handlers={'data_iter': ITER_HANDLER, ...})
+#   mngr.save(step, args=ocp.args.Composite(data_iter=iter_save_args(it), ...))
+#   mngr.restore(step, args=ocp.args.Composite(data_iter=iter_restore_args(it), ...))
+ITER_HANDLER = grain.checkpoint.CheckpointHandler()
+
+
+def iter_save_args(it: grain.DataLoaderIterator) -> grain.checkpoint.CheckpointSave:
+  """Orbax args that save `it`'s position (taken synchronously, at the save call)."""
+  return grain.checkpoint.CheckpointSave(it)
+
+
+def iter_restore_args(it: grain.DataLoaderIterator) -> grain.checkpoint.CheckpointRestore:
+  """Orbax args that restore a saved position into `it` (an iterator of the same loader)."""
+  return grain.checkpoint.CheckpointRestore(it)
+
+
+def _prepare_hint(name: str) -> str:
+  cmd = f'python -m sbt_jax.data.prepare --dataset {name} --data_dir DIR'
+  if name == fashion_mnist_deb.FashionMnistDeb.name:
+    return f'Prepare it with `{cmd}` (reads Debian\'s dataset-fashion-mnist, no download).'
+  return (f'Prepare it in the array_record format, e.g. `{cmd}` (TFDS may need its manual '
+          'download files first).')
+
+
+def make_source(data_cfg: ml_collections.ConfigDict, split: str):
+  """Random-access source (len, [i] -> {'image': HxWxC uint8, 'label': int}) for `split`.
+
+  name='folder' reads data.folder (the same images for every split); any other name is a
+  TFDS dataset already prepared as ArrayRecord under data.data_dir. Never downloads.
+  """
+  if data_cfg.name == 'folder':
+    return image_folder.ImageFolderSource(data_cfg.folder)
+  name, data_dir = data_cfg.name, data_cfg.data_dir or None
+  where = f'data_dir={data_dir or "<TFDS default>"}'
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise ValueError(f'TFDS dataset {name!r} (split {split!r}) is neither registered nor '
+                     f'prepared under {where}. {_prepare_hint(name)}') from None
+  if not builder.is_prepared():
+    raise FileNotFoundError(
+        f'TFDS dataset {name!r} (split {split!r}) is not prepared under '
+        f'data_dir={builder.data_dir_root} (expected {builder.data_dir}). '
+        f'{_prepare_hint(name)}')
+  try:
+    return builder.as_data_source(split=split)
+  except ValueError as e:  # Unknown split or bad slice.
+    raise ValueError(f'TFDS dataset {name!r} under {where} has no split {split!r} '
+                     f'(available: {sorted(builder.info.splits)}): {e}') from e
+  except NotImplementedError as e:  # Prepared as TFRecord: no random access.
+    raise ValueError(f'TFDS dataset {name!r} (split {split!r}) under {where} is stored as '
+                     f'{builder.info.file_format}, not array_record. {_prepare_hint(name)}'
+                     ) from e
+
+
+def num_examples(data_cfg: ml_collections.ConfigDict, split: str) -> int:
+  """Number of examples in `split` (the whole dataset, before host sharding)."""
+  return len(make_source(data_cfg, split))
+
+
+def preprocess(example: dict, image_size: int, channels: int) -> dict:
+  """Example -> {'image': float32 [image_size, image_size, channels] in [-1, 1], 'label'}.
+
+  Resizes the shorter side to image_size (PIL bicubic, antialiased when shrinking) and
+  center-crops; 1 channel is ITU-R 601 luminance, 3 is RGB (gray is repeated).
+  """
+  image_HxWxC = np.asarray(example['image'])
+  if image_HxWxC.ndim == 2:
+    image_HxWxC = image_HxWxC[:, :, None]
+  height, width, in_channels = image_HxWxC.shape
+  if (height, width, in_channels) != (image_size, image_size, channels):
+    pil = Image.fromarray(image_HxWxC[:, :, 0] if in_channels == 1 else image_HxWxC)
+    pil = pil.convert('L' if channels == 1 else 'RGB')
+    if min(height, width) != image_size:
+      scale = image_size / min(height, width)
+      size = (max(image_size, round(width * scale)), max(image_size, round(height * scale)))
+      pil = pil.resize(size, Image.Resampling.BICUBIC)
+    left, top = (pil.width - image_size) // 2, (pil.height - image_size) // 2
+    pil = pil.crop((left, top, left + image_size, top + image_size))
+    image_HxWxC = np.asarray(pil).reshape(image_size, image_size, channels)
+  image_HxWxC = image_HxWxC.astype(np.float32) / 127.5 - 1.0
+  return {'image': image_HxWxC, 'label': np.int32(example.get('label', 0))}
+
+
+class _PreprocessedSource:
+  """`source` with `preprocess` applied on read (so it runs in grain's read threads)."""
+
+  def __init__(self, source, image_size: int, channels: int):
+    self._source, self._image_size, self._channels = source, image_size, channels
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> dict:
+    return preprocess(self._source[index], self._image_size, self._channels)
+
+  def __repr__(self) -> str:
+    # grain saves repr(source) in iterator checkpoints and checks it on restore.
+    return (f'Preprocessed({self._source!r}, image_size={self._image_size}, '
+            f'channels={self._channels})')
+
+
+def _per_host(batch_size: int, process_count: int, field: str) -> int:
+  if batch_size % process_count:
+    raise ValueError(f'data.{field}={batch_size} is not divisible by the number of '
+                     f'processes ({process_count}).')
+  return batch_size // process_count
+
+
+def _read_options(data_cfg) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=data_cfg.read_threads)
+
+
+def make_train_loader(data_cfg: ml_collections.ConfigDict, *, seed: int,
+                      process_index: int = 0, process_count: int = 1) -> grain.DataLoader:
+  """Infinite, seeded shuffle of this host's disjoint slice, in per-host batches.
+
+  Host h reads the h-th of process_count contiguous, equal slices of the split (a
+  remainder is dropped), reshuffled every epoch. `iter(loader)` supports get_state /
+  set_state and the orbax args above.
+  """
+  batch_size = _per_host(data_cfg.global_batch_size, process_count, 'global_batch_size')
+  source = make_source(data_cfg, data_cfg.train_split)
+  if len(source) < process_count:
+    raise ValueError(f'Split {data_cfg.train_split!r} of {data_cfg.name!r} has '
+                     f'{len(source)} examples, fewer than the {process_count} processes.')
+  shard = grain.sharding.ShardOptions(process_index, process_count, drop_remainder=True)
+  sampler = grain.samplers.IndexSampler(
+      num_records=len(source), shard_options=shard, shuffle=True, num_epochs=None,
+      seed=int(seed))
+  return grain.DataLoader(
+      data_source=_PreprocessedSource(source, data_cfg.image_size, data_cfg.channels),
+      sampler=sampler,
+      operations=[grain.transforms.Batch(batch_size, drop_remainder=True)],
+      worker_count=data_cfg.worker_count,
+      shard_options=shard,
+      read_options=_read_options(data_cfg))
+
+
+class _PaddedEvalSource:
+  """This host's share of the first `num_real` examples, padded to whole global batches.
+
+  Element i of host h is global example k * G + h * B + j, with (k, j) = divmod(i, B),
+  B the per-host and G the global batch; stacking the hosts' k-th batches in process
+  order gives examples [k * G, (k + 1) * G). Positions >= num_real are zeros, mask 0.
+  """
+
+  def __init__(self, source, num_real: int, batch_size: int, process_index: int,
+               process_count: int, image_shape: tuple[int, int, int]):
+    self._source, self._num_real, self._image_shape = source, num_real, image_shape
+    self._batch_size, self._process_index = batch_size, process_index
+    self._global_batch = batch_size * process_count
+    self._num_batches = -(-num_real // self._global_batch)
+
+  def __len__(self) -> int:
+    return self._num_batches * self._batch_size
+
+  def __getitem__(self, index: int) -> dict:
+    k, j = divmod(index, self._batch_size)
+    position = k * self._global_batch + self._process_index * self._batch_size + j
+    if position < self._num_real:
+      return dict(self._source[position], mask=np.float32(1))
+    return {'image': np.zeros(self._image_shape, np.float32), 'label': np.int32(0),
+            'mask': np.float32(0)}
+
+  def __repr__(self) -> str:
+    return (f'PaddedEval({self._source!r}, num_real={self._num_real}, '
+            f'batch_size={self._batch_size}, process_index={self._process_index}, '
+            f'global_batch={self._global_batch})')
+
+
+def make_eval_loader(data_cfg: ml_collections.ConfigDict, *, num_images: int = -1,
+                     process_index: int = 0, process_count: int = 1) -> grain.DataLoader:
+  """One ordered pass over the first num_images (-1: all) of the eval split.
+
+  Batches are per host, eval_batch_size // process_count, all of the same shape: the
+  last ones are padded and carry `mask` float32 [B] (1 real, 0 padding). Every host
+  yields the same number of batches. Each `iter(loader)` starts a new pass.
+  """
+  batch_size = _per_host(data_cfg.eval_batch_size, process_count, 'eval_batch_size')
+  source = _PreprocessedSource(make_source(data_cfg, data_cfg.eval_split),
+                               data_cfg.image_size, data_cfg.channels)
+  if num_images == 0:
+    raise ValueError('num_images=0: nothing to evaluate (use -1 for the whole split).')
+  num_real = len(source) if num_images < 0 else min(num_images, len(source))
+  image_shape = (data_cfg.image_size, data_cfg.image_size, data_cfg.channels)
+  padded = _PaddedEvalSource(source, num_real, batch_size, process_index, process_count,
+                             image_shape)
+  no_shard = grain.sharding.NoSharding()  # _PaddedEvalSource already holds this host's part.
+  return grain.DataLoader(
+      data_source=padded,
+      sampler=grain.samplers.IndexSampler(len(padded), no_shard, shuffle=False,
+                                          num_epochs=1),
+      operations=[grain.transforms.Batch(batch_size, drop_remainder=False)],
+      worker_count=data_cfg.worker_count,
+      shard_options=no_shard,
+      read_options=_read_options(data_cfg))

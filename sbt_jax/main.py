@@ -1,0 +1,34 @@
+"""Entry point: `python -m sbt_jax.main --config configs/X.py[:variant] --workdir DIR`.
+
+Parses flags, initialises multi-host JAX when asked, and hands off to the shared loop.
+Override any field with `--config.a.b=value`; an unknown field or a wrong type is an error.
+"""
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py[:variant]).',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and images.')
+flags.DEFINE_bool('distributed', False,
+                  'Call jax.distributed.initialize() (multi-host TPU/GPU launches).')
+flags.mark_flags_as_required(['config', 'workdir'])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.distributed:
+    jax.distributed.initialize()
+  from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
+  logging.info('JAX %s: process %d/%d, %d local / %d global devices (%s).', jax.__version__,
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count(), jax.devices()[0].platform)
+  loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,62 @@
+"""Vector quantizer with an l2-normalised codebook (TiTok / ViT-VQGAN style).
+
+Always runs in float32, whatever the compute dtype of the transformers around it.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def l2_normalize(x, axis=-1, eps=1e-6):
+  return x * jax.lax.rsqrt(jnp.sum(x * x, axis=axis, keepdims=True) + eps)
+
+
+def codebook_stats(ids, codebook_size, mask_B=None):
+  """Usage statistics of a batch of ids: fraction of codes used and perplexity."""
+  onehot = jax.nn.one_hot(ids.reshape(ids.shape[0], -1), codebook_size, dtype=jnp.float32)
+  if mask_B is not None:
+    onehot = onehot * mask_B[:, None, None]
+  counts_K = onehot.sum(axis=(0, 1))
+  probs_K = counts_K / jnp.maximum(counts_K.sum(), 1.0)
+  entropy = -jnp.sum(jnp.where(probs_K > 0, probs_K * jnp.log(probs_K), 0.0))
+  return {
+      'codebook_usage': jnp.mean((counts_K > 0).astype(jnp.float32)),
+      'codebook_perplexity': jnp.exp(entropy),
+  }
+
+
+class VectorQuantizer(nn.Module):
+  """Nearest code by cosine similarity; straight-through gradient; commitment loss."""
+  codebook_size: int
+  token_dim: int
+  commitment_cost: float = 0.25
+
+  def setup(self):
+    self.codebook = self.param(
+        'codebook',
+        nn.with_logical_partitioning(nn.initializers.normal(1.0), ('vocab', 'token')),
+        (self.codebook_size, self.token_dim), jnp.float32)
+
+  def normalized_codebook(self):
+    return l2_normalize(self.codebook)
+
+  def lookup(self, ids):
+    """ids (any shape) -> normalised code vectors (shape + (token_dim,))."""
+    return jnp.take(self.normalized_codebook(), ids, axis=0)
+
+  def __call__(self, z_BxGxT):
+    z_BxGxT = l2_normalize(z_BxGxT.astype(jnp.float32))
+    codes_KxT = self.normalized_codebook()
+    sim_BxGxK = jnp.einsum('bgt,kt->bgk', z_BxGxT, codes_KxT)
+    ids_BxG = jnp.argmax(sim_BxGxK, axis=-1)
+    q_BxGxT = jnp.take(codes_KxT, ids_BxG, axis=0)
+    codebook_loss = jnp.mean(jnp.square(q_BxGxT - jax.lax.stop_gradient(z_BxGxT)))
+    commit_loss = jnp.mean(jnp.square(jax.lax.stop_gradient(q_BxGxT) - z_BxGxT))
+    q_st_BxGxT = z_BxGxT + jax.lax.stop_gradient(q_BxGxT - z_BxGxT)
+    aux = {
+        'quantizer_loss': codebook_loss + self.commitment_cost * commit_loss,
+        'codebook_loss': codebook_loss,
+        'commit_loss': commit_loss,
+        'ids': ids_BxG,
+    }
+    return q_st_BxGxT, aux

@@ -1,0 +1,133 @@
+"""TiTok: a ViT encoder compresses patches into G latent tokens, a VQ turns them into ids,
+a ViT decoder rebuilds the patches from mask tokens plus the quantized latents.
+
+Shapes: B batch, H x W x C image, p patch size, N = (H/p)(W/p) patches, G latent tokens,
+D transformer width, T token_dim.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from sbt_jax.models import quantizer as quantizer_lib
+from sbt_jax.models import vit
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+class Encoder(nn.Module):
+  patch_size: int
+  num_latent_tokens: int
+  token_dim: int
+  width: int
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC):
+    b = x_BxHxWxC.shape[0]
+    patches_BxNxP = vit.patchify(x_BxHxWxC.astype(self.dtype), self.patch_size)
+    n = patches_BxNxP.shape[1]
+    x_BxNxD = nn.Dense(self.width, dtype=self.dtype, name='patch_embed',
+                       kernel_init=vit.dense_init(None, 'embed'),
+                       bias_init=vit.zeros_init('embed'))(patches_BxNxP)
+    x_BxNxD = x_BxNxD + self.param('pos_embed', vit.posemb_init(None, 'embed'),
+                                   (n, self.width)).astype(self.dtype)
+    latents_GxD = self.param('latent_tokens', vit.posemb_init(None, 'embed'),
+                             (self.num_latent_tokens, self.width))
+    latents_BxGxD = jnp.broadcast_to(latents_GxD.astype(self.dtype),
+                                     (b, self.num_latent_tokens, self.width))
+    h_BxLxD = jnp.concatenate([x_BxNxD, latents_BxGxD], axis=1)
+    h_BxLxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
+                              name='transformer')(h_BxLxD)
+    z_BxGxD = h_BxLxD[:, n:]
+    return nn.Dense(self.token_dim, dtype=self.dtype, name='to_token',
+                    kernel_init=vit.dense_init('embed', 'token'),
+                    bias_init=vit.zeros_init('token'))(z_BxGxD)
+
+
+class Decoder(nn.Module):
+  image_size: int
+  channels: int
+  patch_size: int
+  width: int
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, q_BxGxT):
+    b, g, _ = q_BxGxT.shape
+    side = self.image_size // self.patch_size
+    n = side * side
+    z_BxGxD = nn.Dense(self.width, dtype=self.dtype, name='token_embed',
+                       kernel_init=vit.dense_init('token', 'embed'),
+                       bias_init=vit.zeros_init('embed'))(q_BxGxT.astype(self.dtype))
+    z_BxGxD = z_BxGxD + self.param('latent_pos_embed', vit.posemb_init(None, 'embed'),
+                                   (g, self.width)).astype(self.dtype)
+    mask_NxD = (self.param('mask_token', vit.posemb_init(None, 'embed'), (1, self.width))
+                + self.param('pos_embed', vit.posemb_init(None, 'embed'), (n, self.width)))
+    mask_BxNxD = jnp.broadcast_to(mask_NxD.astype(self.dtype), (b, n, self.width))
+    h_BxLxD = jnp.concatenate([mask_BxNxD, z_BxGxD], axis=1)
+    h_BxLxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
+                              name='transformer')(h_BxLxD)
+    pix_BxNxP = nn.Dense(self.patch_size * self.patch_size * self.channels,
+                         dtype=self.dtype, name='to_pixels',
+                         kernel_init=vit.dense_init('embed', None),
+                         bias_init=vit.zeros_init(None))(h_BxLxD[:, :n])
+    return vit.unpatchify(pix_BxNxP.astype(jnp.float32), self.patch_size,
+                          self.image_size, self.image_size, self.channels)
+
+
+class TiTok(nn.Module):
+  """encode(x) -> (q, aux with ids); decode(q) -> x; decode_ids(ids) -> x; __call__ both."""
+  image_size: int
+  channels: int
+  patch_size: int
+  num_latent_tokens: int
+  codebook_size: int
+  token_dim: int
+  commitment_cost: float
+  encoder_cfg: Any
+  decoder_cfg: Any
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    enc, dec = self.encoder_cfg, self.decoder_cfg
+    self.encoder = Encoder(self.patch_size, self.num_latent_tokens, self.token_dim,
+                           enc['width'], enc['depth'], enc['num_heads'],
+                           enc['mlp_ratio'] * enc['width'], self.dtype)
+    self.quantizer = quantizer_lib.VectorQuantizer(
+        self.codebook_size, self.token_dim, self.commitment_cost)
+    self.decoder = Decoder(self.image_size, self.channels, self.patch_size,
+                           dec['width'], dec['depth'], dec['num_heads'],
+                           dec['mlp_ratio'] * dec['width'], self.dtype)
+
+  def encode(self, x_BxHxWxC):
+    return self.quantizer(self.encoder(x_BxHxWxC))
+
+  def decode(self, q_BxGxT):
+    return self.decoder(q_BxGxT)
+
+  def decode_ids(self, ids_BxG):
+    return self.decoder(self.quantizer.lookup(ids_BxG))
+
+  def __call__(self, x_BxHxWxC):
+    q_BxGxT, aux = self.encode(x_BxHxWxC)
+    return self.decode(q_BxGxT), aux
+
+
+def build_tokenizer(config: ml_collections.ConfigDict) -> TiTok:
+  """The tokenizer a config describes (data.* fixes the image geometry)."""
+  m = config.model
+  return TiTok(
+      image_size=config.data.image_size, channels=config.data.channels,
+      patch_size=m.patch_size, num_latent_tokens=m.num_latent_tokens,
+      codebook_size=m.codebook_size, token_dim=m.token_dim,
+      commitment_cost=m.commitment_cost,
+      encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),
+      dtype=DTYPES[m.compute_dtype])

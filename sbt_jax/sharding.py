@@ -1,0 +1,83 @@
+"""Device mesh from the config and logical-name -> NamedSharding for every state leaf.
+
+Model code names parameter axes ('embed', 'mlp', ...); `config.mesh.rules` maps those names
+to mesh axes ('data', 'fsdp', 'tensor'). A dimension that a mesh axis does not divide is
+replicated instead of failing, so tiny test models run on any mesh.
+"""
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+MESH_AXES = ('data', 'fsdp', 'tensor')
+BATCH_AXES = ('data', 'fsdp')
+
+
+def mesh_shape(mesh_cfg: ml_collections.ConfigDict, num_devices: int) -> tuple[int, ...]:
+  sizes = [mesh_cfg[a] for a in MESH_AXES]
+  known = int(np.prod([s for s in sizes if s != -1]))
+  if -1 in sizes:
+    if num_devices % known:
+      raise ValueError(f'mesh {dict(zip(MESH_AXES, sizes))}: {num_devices} devices are not '
+                       f'divisible by the fixed axes ({known})')
+    sizes[sizes.index(-1)] = num_devices // known
+  if int(np.prod(sizes)) != num_devices:
+    raise ValueError(f'mesh {dict(zip(MESH_AXES, sizes))} needs {int(np.prod(sizes))} '
+                     f'devices but {num_devices} are available')
+  return tuple(sizes)
+
+
+def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices: Sequence[Any] | None = None) -> Mesh:
+  devices = list(devices if devices is not None else jax.devices())
+  shape = mesh_shape(mesh_cfg, len(devices))
+  return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
+                       devices=devices)
+
+
+def _fit_spec(mesh_spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:
+  """Drops mesh axes from dimensions they do not divide (those dimensions replicate)."""
+  fitted = []
+  for dim, axes in zip(shape, tuple(mesh_spec) + (None,) * (len(shape) - len(mesh_spec))):
+    if axes is None:
+      fitted.append(None)
+      continue
+    axes_t = axes if isinstance(axes, tuple) else (axes,)
+    size = int(np.prod([mesh.shape[a] for a in axes_t]))
+    fitted.append(axes if dim % size == 0 else None)
+  return P(*fitted)
+
+
+def state_shardings(boxed_abstract_tree, mesh: Mesh, rules) -> Any:
+  """NamedSharding for every leaf of a tree whose params are nn.Partitioned boxes.
+
+  The result has the structure of the unboxed tree (what `nn.meta.unbox` gives).
+  """
+  rules = tuple((name, tuple(ax) if isinstance(ax, list) else ax) for name, ax in rules)
+  logical_specs = nn.get_partition_spec(boxed_abstract_tree)
+  shapes = nn.meta.unbox(boxed_abstract_tree)
+
+  def to_sharding(logical, leaf):
+    mesh_spec = nn.logical_to_mesh_axes(logical, rules) if len(logical) else P()
+    return NamedSharding(mesh, _fit_spec(mesh_spec, leaf.shape, mesh))
+
+  return jax.tree.map(to_sharding, logical_specs, shapes,
+                      is_leaf=lambda x: isinstance(x, P))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) dimension split over data x fsdp, the rest replicated."""
+  return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def global_batch(local_batch: dict, mesh: Mesh) -> dict:
+  """Per-host numpy batch -> global jax.Arrays sharded over the batch axes."""
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)

@@ -1,0 +1,8 @@
+"""Stage registry: config.stage -> the task class the shared loop trains."""
+
+
+def get_task(stage: str):
+  if stage == 'tokenizer':
+    from sbt_jax.trainers import tokenizer  # pylint: disable=g-import-not-at-top
+    return tokenizer.TokenizerTask
+  raise ValueError(f'Unknown config.stage={stage!r}; known: tokenizer')

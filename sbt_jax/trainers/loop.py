@@ -1,0 +1,127 @@
+"""The one training loop every stage shares.
+
+A stage is a task object (see trainers/__init__.py) with `boxed_state`, `init_state`,
+`load_frozen`, a pure `train_step(state, frozen, batch, rng)` and `evaluate`. This loop owns
+the mesh, shardings, jit signature (donated state, frozen params as a non-donated argument),
+data, checkpoints, metrics and the stop-on-NaN rule.
+"""
+import json
+import math
+import os
+import time
+
+from absl import logging
+from clu import periodic_actions
+import jax
+import ml_collections
+import numpy as np
+
+from sbt_jax import checkpointing
+from sbt_jax import config_defaults
+from sbt_jax import sharding
+from sbt_jax.data import pipeline
+from sbt_jax.trainers import writers
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN/inf; the run stopped without saving the bad state."""
+
+
+def _due(step: int, every: int, last: int) -> bool:
+  return step == last or (every > 0 and step % every == 0)
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
+def compile_train_step(task, mesh, state_shardings, config):
+  repl = sharding.replicated(mesh)
+  return jax.jit(task.train_step,
+                 in_shardings=(state_shardings, repl, sharding.batch_sharding(mesh), repl),
+                 out_shardings=(state_shardings, repl),
+                 donate_argnums=(0,))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls=None):
+  """Trains config.stage from scratch or from the latest checkpoint in workdir."""
+  from sbt_jax import trainers  # pylint: disable=g-import-not-at-top
+  config_defaults.validate(config)
+  workdir = os.path.abspath(workdir)
+  save_config(config, workdir)
+  mesh = sharding.make_mesh(config.mesh)
+  task = (task_cls or trainers.get_task(config.stage))(config, mesh)
+  num_steps = config.train.num_steps
+  if config.data.global_batch_size % (mesh.shape['data'] * mesh.shape['fsdp']):
+    raise ValueError(f'data.global_batch_size={config.data.global_batch_size} is not '
+                     f'divisible by the batch mesh axes data x fsdp = '
+                     f'{mesh.shape["data"] * mesh.shape["fsdp"]}')
+
+  rng = jax.random.key(config.seed)
+  init_rng, step_rng = jax.random.split(rng)
+  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, init_rng), mesh,
+                                      config.mesh.rules)
+  data_iter = iter(pipeline.make_train_loader(
+      config.data, seed=config.seed, process_index=jax.process_index(),
+      process_count=jax.process_count()))
+  ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints,
+                                    async_save=config.train.async_checkpoint)
+  start = ckpt.latest_step()
+  if start is not None:
+    abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, init_rng), state_sh)
+    state = ckpt.restore(start, abstract, data_iter)
+    logging.info('Resumed from %s at step %d.', ckpt.directory, start)
+  else:
+    start = 0
+    state = jax.jit(task.init_state, out_shardings=state_sh)(init_rng)
+  frozen = jax.device_put(task.load_frozen(), sharding.replicated(mesh))
+  step_fn = compile_train_step(task, mesh, state_sh, config)
+
+  writer = writers.create_writer(workdir)
+  if start == 0:
+    n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
+    writer.write_scalars(0, {'num_params': n_params})
+  report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
+  pending, last_good_step, t0 = [], start, time.time()
+  last_eval = {}
+  try:
+    for step in range(start + 1, num_steps + 1):
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        batch = sharding.global_batch(next(data_iter), mesh)
+        state, metrics = step_fn(state, frozen, batch, jax.random.fold_in(step_rng, step))
+      pending.append(metrics)
+      report(step)
+      save_now = _due(step, config.train.checkpoint_every, num_steps)
+      if save_now or _due(step, config.train.log_every, num_steps):
+        host = jax.device_get(pending)
+        pending = []
+        losses = np.array([m['loss'] for m in host])
+        if not np.all(np.isfinite(losses)):
+          bad = step - len(host) + 1 + int(np.argmin(np.isfinite(losses)))
+          raise NonFiniteLossError(
+              f'Loss became {losses[~np.isfinite(losses)][0]} at step {bad}; stopped without '
+              f'saving. The last good checkpoint (step {last_good_step}) is kept in '
+              f'{ckpt.directory}. Lower optim.learning_rate or check the data.')
+        means = {f'train/{k}': float(np.mean([m[k] for m in host])) for k in host[0]}
+        means['train/images_per_sec'] = (len(host) * config.data.global_batch_size
+                                         / max(time.time() - t0, 1e-9))
+        writer.write_scalars(step, means)
+        t0 = time.time()
+      if _due(step, config.train.eval_every, num_steps):
+        with report.timed('eval'):
+          last_eval = task.evaluate(state, frozen, step=step, workdir=workdir)
+        writer.write_scalars(step, last_eval)
+      if save_now:
+        ckpt.save(step, state, data_iter)
+        last_good_step = step
+    writer.flush()
+  finally:
+    ckpt.wait()
+    ckpt.close()
+  if jax.process_index() == 0 and last_eval:
+    with open(os.path.join(workdir, 'eval_final.json'), 'w') as f:
+      json.dump({'step': num_steps, **last_eval}, f, indent=2)
+  return state, last_eval

@@ -1,0 +1,61 @@
+"""Train state (params, EMA params, optimizer state) and the optimizer a config describes."""
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  ema_params: Any
+  opt_state: Any
+
+
+def learning_rate_schedule(optim: ml_collections.ConfigDict, num_steps: int):
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=optim.learning_rate,
+      warmup_steps=max(1, min(optim.warmup_steps, num_steps - 1)),
+      decay_steps=max(num_steps, optim.warmup_steps + 1),
+      end_value=optim.learning_rate * optim.end_lr_fraction)
+
+
+def _decay_mask(params):
+  """Weight decay on dense kernels only (not biases, norms, embeddings or codebooks)."""
+  def is_kernel(path, _):
+    return any(getattr(k, 'key', None) == 'kernel' for k in path)
+  return jax.tree_util.tree_map_with_path(is_kernel, params)
+
+
+def make_optimizer(optim: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
+  parts = []
+  if optim.grad_clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(optim.grad_clip_norm))
+  parts.append(optax.adamw(learning_rate_schedule(optim, num_steps), b1=optim.b1, b2=optim.b2,
+                           weight_decay=optim.weight_decay, mask=_decay_mask))
+  return optax.chain(*parts)
+
+
+def create(params, tx: optax.GradientTransformation, use_ema: bool) -> TrainState:
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params,
+      ema_params=jax.tree.map(jnp.copy, params) if use_ema else None,
+      opt_state=tx.init(params))
+
+
+def apply_gradients(state: TrainState, grads, tx, ema_decay: float) -> TrainState:
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  ema = state.ema_params
+  if ema is not None:
+    ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
+  return state.replace(step=state.step + 1, params=params, ema_params=ema,
+                       opt_state=opt_state)
+
+
+def eval_params(state: TrainState):
+  return state.ema_params if state.ema_params is not None else state.params
