@@ -81,6 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.decoder = _vit('tiny')
   # Compute dtype of matmuls: 'float32' or 'bfloat16' (params and the quantizer stay float32).
   c.model.compute_dtype = 'float32'
+  # Attention kernel: 'auto' (chunked on CPU, xla elsewhere), 'xla' or 'chunked'
+  # (per-example scores with recompute in the backward pass; see models/attention.py).
+  c.model.attention_impl = 'auto'
 
   c.loss = ml_collections.ConfigDict()
   # Weight of the mean absolute pixel error (images in [-1, 1]).
@@ -164,6 +167,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     vit = c.model[part]
     if vit.width % vit.num_heads:
       fail(f'model.{part}.width={vit.width} is not divisible by num_heads={vit.num_heads}')
+  if c.model.attention_impl not in ('auto', 'xla', 'chunked'):
+    fail(f"model.attention_impl={c.model.attention_impl!r}; expected 'auto', 'xla' or "
+         "'chunked'")
   if c.model.name != 'titok':
     fail(f"model.name={c.model.name!r}; expected 'titok'")
   if c.data.name == 'folder' and not c.data.folder:

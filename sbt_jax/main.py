@@ -3,6 +3,8 @@
 Parses flags, initialises multi-host JAX when asked, and hands off to the shared loop.
 Override any field with `--config.a.b=value`; an unknown field or a wrong type is an error.
 """
+import logging as logging_std
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -18,9 +20,19 @@ flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 
 
+class _QuietLibraries(logging_std.Filter):
+  """Drops INFO chatter of orbax/grain/absl-internal modules; keeps their warnings."""
+
+  def filter(self, record):
+    noisy = ('orbax' in record.pathname or 'grain' in record.pathname
+             or 'tensorflow_datasets' in record.pathname)
+    return record.levelno >= logging_std.WARNING or not noisy
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   if FLAGS.distributed:
     jax.distributed.initialize()
   from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top

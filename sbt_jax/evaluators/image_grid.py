@@ -32,3 +32,14 @@ def save_grid(path: str, rows, scale: int = 1) -> str:
   img.save(tmp, format='PNG')
   os.replace(tmp, path)
   return path
+
+
+def save_images(images_BxHxWxC, out_dir: str, names) -> list[str]:
+  """One PNG per image (values in [-1, 1]) under out_dir; returns the paths."""
+  os.makedirs(out_dir, exist_ok=True)
+  paths = []
+  for img, name in zip(to_uint8(images_BxHxWxC), names):
+    path = os.path.join(out_dir, name)
+    Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(path)
+    paths.append(path)
+  return paths

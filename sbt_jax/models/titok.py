@@ -25,28 +25,27 @@ class Encoder(nn.Module):
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
+  attention_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
     b = x_BxHxWxC.shape[0]
-    patches_BxNxP = vit.patchify(x_BxHxWxC.astype(self.dtype), self.patch_size)
+    patches_BxNxP = vit.patchify(x_BxHxWxC.astype(jnp.float32), self.patch_size)
     n = patches_BxNxP.shape[1]
-    x_BxNxD = nn.Dense(self.width, dtype=self.dtype, name='patch_embed',
-                       kernel_init=vit.dense_init(None, 'embed'),
-                       bias_init=vit.zeros_init('embed'))(patches_BxNxP)
+    x_BxNxD = vit.Dense(self.width, self.dtype, 'patch_embed', (None, 'embed'),
+                        ('embed',))(patches_BxNxP)
     x_BxNxD = x_BxNxD + self.param('pos_embed', vit.posemb_init(None, 'embed'),
-                                   (n, self.width)).astype(self.dtype)
+                                   (n, self.width))
     latents_GxD = self.param('latent_tokens', vit.posemb_init(None, 'embed'),
                              (self.num_latent_tokens, self.width))
-    latents_BxGxD = jnp.broadcast_to(latents_GxD.astype(self.dtype),
+    latents_BxGxD = jnp.broadcast_to(latents_GxD,
                                      (b, self.num_latent_tokens, self.width))
     h_BxLxD = jnp.concatenate([x_BxNxD, latents_BxGxD], axis=1)
     h_BxLxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
-                              name='transformer')(h_BxLxD)
+                              self.attention_impl, name='transformer')(h_BxLxD)
     z_BxGxD = h_BxLxD[:, n:]
-    return nn.Dense(self.token_dim, dtype=self.dtype, name='to_token',
-                    kernel_init=vit.dense_init('embed', 'token'),
-                    bias_init=vit.zeros_init('token'))(z_BxGxD)
+    return vit.Dense(self.token_dim, self.dtype, 'to_token', ('embed', 'token'),
+                     ('token',))(z_BxGxD)
 
 
 class Decoder(nn.Module):
@@ -58,28 +57,26 @@ class Decoder(nn.Module):
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
+  attention_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, q_BxGxT):
     b, g, _ = q_BxGxT.shape
     side = self.image_size // self.patch_size
     n = side * side
-    z_BxGxD = nn.Dense(self.width, dtype=self.dtype, name='token_embed',
-                       kernel_init=vit.dense_init('token', 'embed'),
-                       bias_init=vit.zeros_init('embed'))(q_BxGxT.astype(self.dtype))
+    z_BxGxD = vit.Dense(self.width, self.dtype, 'token_embed', ('token', 'embed'),
+                        ('embed',))(q_BxGxT)
     z_BxGxD = z_BxGxD + self.param('latent_pos_embed', vit.posemb_init(None, 'embed'),
-                                   (g, self.width)).astype(self.dtype)
+                                   (g, self.width))
     mask_NxD = (self.param('mask_token', vit.posemb_init(None, 'embed'), (1, self.width))
                 + self.param('pos_embed', vit.posemb_init(None, 'embed'), (n, self.width)))
-    mask_BxNxD = jnp.broadcast_to(mask_NxD.astype(self.dtype), (b, n, self.width))
+    mask_BxNxD = jnp.broadcast_to(mask_NxD, (b, n, self.width))
     h_BxLxD = jnp.concatenate([mask_BxNxD, z_BxGxD], axis=1)
     h_BxLxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
-                              name='transformer')(h_BxLxD)
-    pix_BxNxP = nn.Dense(self.patch_size * self.patch_size * self.channels,
-                         dtype=self.dtype, name='to_pixels',
-                         kernel_init=vit.dense_init('embed', None),
-                         bias_init=vit.zeros_init(None))(h_BxLxD[:, :n])
-    return vit.unpatchify(pix_BxNxP.astype(jnp.float32), self.patch_size,
+                              self.attention_impl, name='transformer')(h_BxLxD)
+    pix_BxNxP = vit.Dense(self.patch_size * self.patch_size * self.channels, self.dtype,
+                          'to_pixels', ('embed', None), (None,))(h_BxLxD[:, :n])
+    return vit.unpatchify(pix_BxNxP, self.patch_size,
                           self.image_size, self.image_size, self.channels)
 
 
@@ -95,17 +92,20 @@ class TiTok(nn.Module):
   encoder_cfg: Any
   decoder_cfg: Any
   dtype: Any = jnp.float32
+  attention_impl: str = 'auto'
 
   def setup(self):
     enc, dec = self.encoder_cfg, self.decoder_cfg
     self.encoder = Encoder(self.patch_size, self.num_latent_tokens, self.token_dim,
                            enc['width'], enc['depth'], enc['num_heads'],
-                           enc['mlp_ratio'] * enc['width'], self.dtype)
+                           enc['mlp_ratio'] * enc['width'], self.dtype,
+                           self.attention_impl)
     self.quantizer = quantizer_lib.VectorQuantizer(
         self.codebook_size, self.token_dim, self.commitment_cost)
     self.decoder = Decoder(self.image_size, self.channels, self.patch_size,
                            dec['width'], dec['depth'], dec['num_heads'],
-                           dec['mlp_ratio'] * dec['width'], self.dtype)
+                           dec['mlp_ratio'] * dec['width'], self.dtype,
+                           self.attention_impl)
 
   def encode(self, x_BxHxWxC):
     return self.quantizer(self.encoder(x_BxHxWxC))
@@ -130,4 +130,4 @@ def build_tokenizer(config: ml_collections.ConfigDict) -> TiTok:
       codebook_size=m.codebook_size, token_dim=m.token_dim,
       commitment_cost=m.commitment_cost,
       encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),
-      dtype=DTYPES[m.compute_dtype])
+      dtype=DTYPES[m.compute_dtype], attention_impl=m.attention_impl)

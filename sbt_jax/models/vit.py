@@ -1,13 +1,17 @@
 """Pre-LayerNorm ViT blocks shared by every encoder, decoder and aligner.
 
 Parameters carry logical axis names ('embed', 'mlp', 'heads', 'kv'); the mesh rules in the
-config map them to mesh axes. `dtype` is the compute dtype, params stay float32.
+config map them to mesh axes. `dtype` is the dtype of matmul operands (float32 or bfloat16);
+params, accumulation, residual stream, LayerNorm and softmax stay float32.
 """
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from sbt_jax.models import attention as attention_lib
 
 Dtype = Any
 
@@ -20,17 +24,32 @@ def zeros_init(*names):
   return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
 
 
-def layer_norm(dtype, name=None):
+def layer_norm(name=None):
+  """LayerNorm in float32 (activations between matmuls stay float32)."""
   return nn.LayerNorm(
-      epsilon=1e-6, dtype=dtype, name=name,
+      epsilon=1e-6, dtype=jnp.float32, name=name,
       scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ('embed',)),
       bias_init=zeros_init('embed'))
 
 
+def matmul_dot_general(dtype):
+  """dot_general for Dense layers: operands in `dtype`, products accumulated and returned in
+  float32. With bfloat16 this is the fast path on CPUs and TPUs (bf16 x bf16 -> f32)."""
+  return functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
+
+
+def Dense(features, dtype, name, kernel_axes, bias_axes):  # pylint: disable=invalid-name
+  """nn.Dense with logical axis names, compute `dtype` and float32 outputs."""
+  return nn.Dense(features, dtype=dtype, name=name,
+                  dot_general=matmul_dot_general(dtype),
+                  kernel_init=dense_init(*kernel_axes), bias_init=zeros_init(*bias_axes))
+
+
 class Attention(nn.Module):
-  """Multi-head self-attention (fused dot_product_attention)."""
+  """Multi-head self-attention (one fused qkv projection)."""
   num_heads: int
   dtype: Dtype = jnp.float32
+  attention_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x_BxLxD, mask_BxHxLxL=None):
@@ -38,13 +57,15 @@ class Attention(nn.Module):
     head_dim = d // self.num_heads
     qkv = nn.DenseGeneral(
         (3, self.num_heads, head_dim), dtype=self.dtype, name='qkv',
+        dot_general=matmul_dot_general(self.dtype),
         kernel_init=dense_init('embed', None, 'heads', 'kv'),
         bias_init=zeros_init(None, 'heads', 'kv'))(x_BxLxD)
     q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    out_BxLxHxK = jax.nn.dot_product_attention(
-        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask=mask_BxHxLxL)
+    out_BxLxHxK = attention_lib.attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask_BxHxLxL,
+                                          dtype=self.dtype, impl=self.attention_impl)
     return nn.DenseGeneral(
         d, axis=(-2, -1), dtype=self.dtype, name='out',
+        dot_general=matmul_dot_general(self.dtype),
         kernel_init=dense_init('heads', 'kv', 'embed'),
         bias_init=zeros_init('embed'))(out_BxLxHxK)
 
@@ -56,27 +77,24 @@ class MlpBlock(nn.Module):
   @nn.compact
   def __call__(self, x_BxLxD):
     d = x_BxLxD.shape[-1]
-    h_BxLxM = nn.Dense(self.mlp_dim, dtype=self.dtype, name='fc1',
-                       kernel_init=dense_init('embed', 'mlp'),
-                       bias_init=zeros_init('mlp'))(x_BxLxD)
+    h_BxLxM = Dense(self.mlp_dim, self.dtype, 'fc1', ('embed', 'mlp'), ('mlp',))(x_BxLxD)
     h_BxLxM = nn.gelu(h_BxLxM)
-    return nn.Dense(d, dtype=self.dtype, name='fc2',
-                    kernel_init=dense_init('mlp', 'embed'),
-                    bias_init=zeros_init('embed'))(h_BxLxM)
+    return Dense(d, self.dtype, 'fc2', ('mlp', 'embed'), ('embed',))(h_BxLxM)
 
 
 class Block(nn.Module):
   num_heads: int
   mlp_dim: int
   dtype: Dtype = jnp.float32
+  attention_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x_BxLxD, mask=None):
     x_BxLxD = nn.with_logical_constraint(x_BxLxD, ('batch', 'length', 'embed'))
-    x_BxLxD = x_BxLxD + Attention(self.num_heads, self.dtype, name='attn')(
-        layer_norm(self.dtype, 'ln1')(x_BxLxD), mask)
+    x_BxLxD = x_BxLxD + Attention(self.num_heads, self.dtype, self.attention_impl, name='attn')(
+        layer_norm('ln1')(x_BxLxD), mask)
     x_BxLxD = x_BxLxD + MlpBlock(self.mlp_dim, self.dtype, name='mlp')(
-        layer_norm(self.dtype, 'ln2')(x_BxLxD))
+        layer_norm('ln2')(x_BxLxD))
     return x_BxLxD
 
 
@@ -86,13 +104,15 @@ class Transformer(nn.Module):
   num_heads: int
   mlp_dim: int
   dtype: Dtype = jnp.float32
+  attention_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x_BxLxD, mask=None):
     for i in range(self.depth):
-      x_BxLxD = Block(self.num_heads, self.mlp_dim, self.dtype, name=f'block{i}')(
+      x_BxLxD = Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl,
+                      name=f'block{i}')(
           x_BxLxD, mask)
-    return layer_norm(self.dtype, 'ln_out')(x_BxLxD)
+    return layer_norm('ln_out')(x_BxLxD)
 
 
 def posemb_init(*names):

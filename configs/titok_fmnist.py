@@ -1,0 +1,53 @@
+"""TiTok on Fashion-MNIST (28x28 grayscale), sized to train on a 2-core CPU in minutes.
+
+  python -m sbt_jax.main --config configs/titok_fmnist.py --workdir workdirs/titok_fmnist
+
+Variants: `:runlocal` (a few steps on tiny models, for tests and smoke runs),
+`:bf16` (bfloat16 matmuls, float32 params; about 1.5-2x faster on CPUs with bf16 units).
+Results on the test split: see README.md ("Results").
+"""
+from sbt_jax import config_defaults
+
+
+def get_config(arg: str | None = None):
+  args = set(arg.split(',')) if arg else set()
+  unknown = args - {'runlocal', 'bf16'}
+  if unknown:
+    raise ValueError(f'Unknown variants {sorted(unknown)} for titok_fmnist; '
+                     "known: 'runlocal', 'bf16'")
+  c = config_defaults.base_config()
+  c.data.name = 'fashion_mnist_deb'
+  c.data.image_size = 28
+  c.data.channels = 1
+  c.data.global_batch_size = 64
+  c.model.patch_size = 4  # 7 x 7 = 49 patches
+  c.model.num_latent_tokens = 16
+  c.model.codebook_size = 256
+  c.model.token_dim = 12
+  for part in (c.model.encoder, c.model.decoder):
+    part.width, part.depth, part.num_heads = 128, 4, 4
+  c.loss.lpips_weight = 0.1
+  c.optim.learning_rate = 1e-3
+  c.optim.warmup_steps = 100
+  c.train.num_steps = 1500
+  c.train.log_every = 50
+  c.train.eval_every = 500
+  c.train.checkpoint_every = 500
+  c.train.eval_num_images = -1  # the whole test split (10,000 images)
+  if 'bf16' in args:
+    c.model.compute_dtype = 'bfloat16'
+  if 'runlocal' in args:
+    for part in (c.model.encoder, c.model.decoder):
+      part.width, part.depth, part.num_heads = 32, 1, 2
+    c.model.num_latent_tokens = 8
+    c.model.codebook_size = 64
+    c.data.global_batch_size = 16
+    c.data.eval_batch_size = 32
+    c.train.num_steps = 4
+    c.train.log_every = 2
+    c.train.eval_every = 0
+    c.train.checkpoint_every = 2
+    c.train.eval_num_images = 64
+    c.train.grid_num_images = 8
+    c.optim.warmup_steps = 2
+  return c
