@@ -117,7 +117,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.num_steps = 2000
   # Log train metrics every this many steps.
   c.train.log_every = 50
-  # Evaluate (metrics + PNG grid) every this many steps and at the end (0: only at the end).
+  # Evaluate (metrics + PNG grid) every this many steps and at the end
+  # (0: only at the end; -1: never).
   c.train.eval_every = 500
   # Images of the eval split used by periodic eval (-1: the whole split).
   c.train.eval_num_images = 1000

@@ -4,7 +4,6 @@ Runs on tiny IDX files written here (never the real Debian files). Train image i
 pixel[r, c] = 3 * i + r and label i % 10; test image i has 128 + 3 * i + r and label
 3 * i % 10, so a batch can be mapped back to example ids.
 """
-import gzip
 import os
 import pathlib
 
@@ -18,27 +17,9 @@ from sbt_jax.data import fashion_mnist_deb
 from sbt_jax.data import image_folder
 from sbt_jax.data import pipeline
 from sbt_jax.data import prepare
+from tests import fakes
 
-NUM_TRAIN, NUM_TEST = 40, 20
-
-
-def _image_HxW(base: int) -> np.ndarray:
-  return np.repeat((base + np.arange(28, dtype=np.uint8))[:, None], 28, axis=1)
-
-
-def _write_idx(path: pathlib.Path, array: np.ndarray) -> None:
-  header = (0x0800 | array.ndim).to_bytes(4, 'big')
-  header += b''.join(int(n).to_bytes(4, 'big') for n in array.shape)
-  with gzip.open(path, 'wb') as f:
-    f.write(header + array.astype(np.uint8).tobytes())
-
-
-def _write_fake_fashion_mnist(root: pathlib.Path) -> None:
-  root.mkdir(parents=True, exist_ok=True)
-  for prefix, n, offset, label_mult in (('train', NUM_TRAIN, 0, 1), ('t10k', NUM_TEST, 128, 3)):
-    _write_idx(root / f'{prefix}-images-idx3-ubyte.gz',
-               np.stack([_image_HxW(offset + 3 * i) for i in range(n)]))
-    _write_idx(root / f'{prefix}-labels-idx1-ubyte.gz', np.arange(n) * label_mult % 10)
+NUM_TRAIN, NUM_TEST = fakes.NUM_TRAIN, fakes.NUM_TEST
 
 
 def _ids(images_BxHxWxC: np.ndarray, offset: int = 0) -> list[int]:
@@ -50,12 +31,8 @@ def _ids(images_BxHxWxC: np.ndarray, offset: int = 0) -> list[int]:
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
   """A TFDS data_dir with fashion_mnist_deb built from the fake IDX files."""
-  tmp = tmp_path_factory.mktemp('fmnist')
-  _write_fake_fashion_mnist(tmp / 'idx')
   with pytest.MonkeyPatch.context() as mp:
-    mp.setenv(fashion_mnist_deb.ENV_DIR, str(tmp / 'idx'))
-    prepare.prepare('fashion_mnist_deb', str(tmp / 'tfds'))
-  return str(tmp / 'tfds')
+    return fakes.build_fake_tfds(tmp_path_factory.mktemp('fmnist'), mp)
 
 
 def _cfg(data_dir, **overrides):
@@ -90,7 +67,7 @@ def test_builder_writes_idx_images_and_labels(data_dir):
       image_HxWx1 = example['image']
       assert image_HxWx1.shape == (28, 28, 1) and image_HxWx1.dtype == np.uint8
       i = (int(image_HxWx1[0, 0, 0]) - offset) // 3
-      np.testing.assert_array_equal(image_HxWx1[:, :, 0], _image_HxW(offset + 3 * i))
+      np.testing.assert_array_equal(image_HxWx1[:, :, 0], fakes.image_HxW(offset + 3 * i))
       assert example['label'] == i * label_mult % 10
       seen.add(i)
     assert seen == set(range(n))
@@ -114,7 +91,7 @@ def test_builder_missing_idx_files_names_path_and_package(tmp_path, monkeypatch)
 
 
 def test_preprocess_scales_resizes_crops_and_converts_channels():
-  image_HxWx1 = _image_HxW(0)[:, :, None].copy()
+  image_HxWx1 = fakes.image_HxW(0)[:, :, None].copy()
   image_HxWx1[0, 0, 0], image_HxWx1[0, 1, 0] = 0, 255
   out = pipeline.preprocess({'image': image_HxWx1, 'label': 7}, 28, 1)
   assert out['image'].dtype == np.float32 and out['image'].shape == (28, 28, 1)

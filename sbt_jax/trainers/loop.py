@@ -110,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls
                                          / max(time.time() - t0, 1e-9))
         writer.write_scalars(step, means)
         t0 = time.time()
-      if _due(step, config.train.eval_every, num_steps):
+      if config.train.eval_every >= 0 and _due(step, config.train.eval_every, num_steps):
         with report.timed('eval'):
           last_eval = task.evaluate(state, frozen, step=step, workdir=workdir)
         writer.write_scalars(step, last_eval)

@@ -1,0 +1,63 @@
+"""Configs: locked keys, types, cross-field validation, variants, CLI errors."""
+import subprocess
+import sys
+
+import ml_collections
+from ml_collections import config_flags  # pylint: disable=unused-import
+import pytest
+
+from configs import titok_fmnist
+from sbt_jax import config_defaults
+
+
+def test_unknown_key_is_an_error():
+  c = config_defaults.base_config()
+  with pytest.raises(AttributeError, match='num_stepz'):
+    c.train.num_stepz = 3
+  with pytest.raises(AttributeError):
+    c.new_section = ml_collections.ConfigDict()
+
+
+def test_wrong_type_is_an_error():
+  c = config_defaults.base_config()
+  with pytest.raises(TypeError):
+    c.train.num_steps = 'many'
+
+
+@pytest.mark.parametrize('field,value,match', [
+    ('model.patch_size', 5, 'not divisible by model.patch_size'),
+    ('data.channels', 2, 'data.channels'),
+    ('stage', 'teleport', 'stage'),
+    ('model.compute_dtype', 'float16', 'compute_dtype'),
+    ('mesh.fsdp', -1, 'at most one may be -1'),
+])
+def test_validate_names_the_field(field, value, match):
+  c = titok_fmnist.get_config()
+  section, _, key = field.rpartition('.')
+  (c[section] if section else c)[key] = value
+  with pytest.raises(ValueError, match=match):
+    config_defaults.validate(c)
+
+
+def test_variants():
+  full, local = titok_fmnist.get_config(), titok_fmnist.get_config('runlocal')
+  config_defaults.validate(full)
+  config_defaults.validate(local)
+  assert local.train.num_steps < full.train.num_steps
+  assert titok_fmnist.get_config('bf16,runlocal').model.compute_dtype == 'bfloat16'
+  with pytest.raises(ValueError, match='Unknown variants'):
+    titok_fmnist.get_config('huge')
+
+
+@pytest.mark.parametrize('override,message', [
+    ('--config.train.num_stepz=3', 'num_stepz'),
+    ('--config.train.num_steps=abc', 'num_steps'),
+])
+def test_cli_rejects_bad_override(tmp_path, override, message):
+  proc = subprocess.run(
+      [sys.executable, '-m', 'sbt_jax.main', '--config', 'configs/titok_fmnist.py:runlocal',
+       '--workdir', str(tmp_path / 'w'), override],
+      capture_output=True, text=True, timeout=120, check=False)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert not (tmp_path / 'w' / 'checkpoints').exists()

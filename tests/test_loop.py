@@ -1,0 +1,116 @@
+"""The shared loop: exact resume (state + data order), errors that name the problem."""
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from configs import titok_fmnist
+from sbt_jax import checkpointing
+from sbt_jax.trainers import loop
+
+
+def _config(data_dir, **train):
+  c = titok_fmnist.get_config('runlocal')
+  c.data.data_dir = data_dir
+  c.data.global_batch_size = 8
+  c.data.eval_batch_size = 8
+  c.loss.lpips_weight = 0.0
+  c.train.num_steps = 4
+  c.train.checkpoint_every = 2
+  c.train.keep_checkpoints = 5
+  c.train.eval_every = -1
+  c.train.log_every = 1
+  for k, v in train.items():
+    c.train[k] = v
+  return c
+
+
+@pytest.fixture(scope='module')
+def finished_run(fmnist_data_dir, tmp_path_factory):
+  """4 uninterrupted steps with checkpoints at 2 and 4."""
+  workdir = str(tmp_path_factory.mktemp('run') / 'w')
+  state, _ = loop.train_and_evaluate(_config(fmnist_data_dir), workdir)
+  return workdir, jax.device_get(state)
+
+
+def _copy_with_steps(src, dst, steps):
+  shutil.copytree(src, dst)
+  for name in os.listdir(os.path.join(dst, 'checkpoints')):
+    if name.isdigit() and int(name) not in steps:
+      shutil.rmtree(os.path.join(dst, 'checkpoints', name))
+
+
+def test_resume_equals_uninterrupted_run(finished_run, fmnist_data_dir, tmp_path):
+  workdir, state_full = finished_run
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+  resumed_dir = str(tmp_path / 'resumed')
+  _copy_with_steps(workdir, resumed_dir, steps={2})
+  state_resumed, _ = loop.train_and_evaluate(_config(fmnist_data_dir), resumed_dir)
+  state_resumed = jax.device_get(state_resumed)
+  assert int(state_resumed.step) == 4
+  for a, b in zip(jax.tree.leaves(state_full.params), jax.tree.leaves(state_resumed.params)):
+    np.testing.assert_array_equal(a, b)
+  # A checkpoint without its data-iterator position is refused rather than silently
+  # restarting the data order.
+  control_dir = str(tmp_path / 'control')
+  _copy_with_steps(workdir, control_dir, steps={2})
+  shutil.rmtree(os.path.join(control_dir, 'checkpoints', '2', 'data_iter'))
+  with pytest.raises(checkpointing.CheckpointError):
+    loop.train_and_evaluate(_config(fmnist_data_dir), control_dir)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(finished_run, fmnist_data_dir, tmp_path):
+  workdir, _ = finished_run
+  broken = str(tmp_path / 'broken')
+  _copy_with_steps(workdir, broken, steps={2, 4})
+  state_dir = os.path.join(broken, 'checkpoints', '4', 'state')
+  for root, _, files in os.walk(state_dir):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'\x00garbage')
+  with pytest.raises(checkpointing.CheckpointError, match='step 4') as err:
+    loop.train_and_evaluate(_config(fmnist_data_dir, num_steps=6), broken)
+  assert 'checkpoints' in str(err.value)
+  # Nothing already written was lost.
+  assert sorted(os.listdir(os.path.join(broken, 'checkpoints'))) == ['2', '4']
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(finished_run, fmnist_data_dir,
+                                                       tmp_path):
+  workdir, _ = finished_run
+  nan_dir = str(tmp_path / 'nan')
+  _copy_with_steps(workdir, nan_dir, steps={2, 4})
+  c = _config(fmnist_data_dir, num_steps=8)
+  c.loss.l1_weight = float('nan')
+  with pytest.raises(loop.NonFiniteLossError, match='step 5') as err:
+    loop.train_and_evaluate(c, nan_dir)
+  assert 'step 4' in str(err.value)
+  assert sorted(os.listdir(os.path.join(nan_dir, 'checkpoints'))) == ['2', '4']
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+  c = _config(str(tmp_path / 'empty_tfds'))
+  with pytest.raises((ValueError, FileNotFoundError), match='fashion_mnist_deb'):
+    loop.train_and_evaluate(c, str(tmp_path / 'w'))
+  c.data.name = 'no_such_dataset_xyz'
+  with pytest.raises(ValueError, match='no_such_dataset_xyz'):
+    loop.train_and_evaluate(c, str(tmp_path / 'w2'))
+
+
+def test_eval_writes_metrics_and_grid(fmnist_data_dir, tmp_path):
+  c = _config(fmnist_data_dir, num_steps=2, eval_every=0, eval_num_images=12)
+  workdir = str(tmp_path / 'eval')
+  _, results = loop.train_and_evaluate(c, workdir)
+  assert results['eval/num_images'] == 12
+  for k in ('eval/psnr', 'eval/ssim', 'eval/lpips', 'eval/codebook_usage'):
+    assert np.isfinite(results[k]), k
+  assert 0 < results['eval/codebook_usage'] <= 1
+  assert os.path.getsize(os.path.join(workdir, 'images', 'recon_0000002.png')) > 100
+  with open(os.path.join(workdir, 'eval_final.json')) as f:
+    assert json.load(f)['eval/psnr'] == pytest.approx(results['eval/psnr'])
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f]
+  assert any('train/loss' in r for r in rows) and any('eval/psnr' in r for r in rows)

@@ -1,0 +1,73 @@
+"""TiTok model and vector quantizer: values, gradients, shapes, dtypes."""
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import titok_fmnist
+from sbt_jax.models import quantizer as quantizer_lib
+from sbt_jax.models import titok
+
+
+def test_quantizer_picks_nearest_normalised_code_and_passes_gradients():
+  vq = quantizer_lib.VectorQuantizer(codebook_size=8, token_dim=4)
+  z = jax.random.normal(jax.random.key(1), (2, 3, 4))
+  params = nn.meta.unbox(vq.init(jax.random.key(0), z))
+  q, aux = vq.apply(params, z)
+  codes = np.asarray(quantizer_lib.l2_normalize(params['params']['codebook']))
+  zn = np.asarray(quantizer_lib.l2_normalize(z))
+  dist = ((zn[:, :, None, :] - codes[None, None]) ** 2).sum(-1)
+  np.testing.assert_array_equal(np.asarray(aux['ids']), dist.argmin(-1))
+  # Forward value is the code; the straight-through gradient of sum(q * w) wrt z is that of
+  # sum(norm(z) * w), i.e. it ignores the rounding.
+  np.testing.assert_allclose(np.asarray(q), codes[np.asarray(aux['ids'])], atol=1e-6)
+  w = jax.random.normal(jax.random.key(2), q.shape)
+  g_vq = jax.grad(lambda z: jnp.sum(vq.apply(params, z)[0] * w))(z)
+  g_id = jax.grad(lambda z: jnp.sum(quantizer_lib.l2_normalize(z) * w))(z)
+  np.testing.assert_allclose(np.asarray(g_vq), np.asarray(g_id), atol=1e-6)
+  expected_loss = 1.25 * np.mean((codes[np.asarray(aux['ids'])] - zn) ** 2)
+  np.testing.assert_allclose(float(aux['quantizer_loss']), expected_loss, rtol=1e-5)
+
+
+def test_codebook_stats():
+  ids = jnp.array([[0, 0, 1, 1]])
+  stats = quantizer_lib.codebook_stats(ids, 4)
+  np.testing.assert_allclose(float(stats['codebook_usage']), 0.5)
+  np.testing.assert_allclose(float(stats['codebook_perplexity']), 2.0, rtol=1e-6)
+  masked = quantizer_lib.codebook_stats(jnp.array([[0, 1], [2, 3]]), 4, jnp.array([1.0, 0.0]))
+  np.testing.assert_allclose(float(masked['codebook_usage']), 0.5)
+
+
+def _model_and_params(dtype='float32'):
+  c = titok_fmnist.get_config('runlocal')
+  c.model.compute_dtype = dtype
+  model = titok.build_tokenizer(c)
+  x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1), minval=-1, maxval=1)
+  params = nn.meta.unbox(model.init(jax.random.key(1), x))
+  return c, model, params, x
+
+
+def test_titok_shapes_and_decode_paths_agree():
+  c, model, params, x = _model_and_params()
+  recon, aux = model.apply(params, x)
+  chex.assert_shape(recon, x.shape)
+  chex.assert_shape(aux['ids'], (2, c.model.num_latent_tokens))
+  from_ids = model.apply(params, aux['ids'], method='decode_ids')
+  np.testing.assert_allclose(np.asarray(from_ids), np.asarray(recon), atol=1e-5)
+  # Every image position depends on the tokens: changing one id changes the output.
+  ids2 = aux['ids'].at[0, 0].set((aux['ids'][0, 0] + 1) % c.model.codebook_size)
+  other = model.apply(params, ids2, method='decode_ids')
+  assert float(jnp.abs(other[0] - from_ids[0]).max()) > 1e-4
+  np.testing.assert_allclose(np.asarray(other[1]), np.asarray(from_ids[1]), atol=1e-5)
+
+
+def test_bfloat16_compute_is_close_to_float32():
+  _, model32, params, x = _model_and_params('float32')
+  _, model16, _, _ = _model_and_params('bfloat16')
+  enc32 = model32.apply(params, x, method='encode')[0]
+  enc16 = model16.apply(params, x, method='encode')[0]
+  assert enc16.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(enc16), np.asarray(enc32), atol=0.05)
+  # Params are float32 whatever the compute dtype.
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
