@@ -213,7 +213,8 @@ def main(argv=None):
   peak_dtype = jnp.bfloat16 if args.dtype == 'bfloat16' else jnp.float32
   peak = matmul_peak(peak_dtype)
   peak_desc = (f'jnp.dot 2048x2048 {args.dtype} x {args.dtype} -> float32, median of 10, '
-               'measured in this run')
+               'measured at the start of this run')
+  load_start = os.getloadavg()[0]
   m = config.model
   common = {
       'config': args.config,
@@ -237,9 +238,12 @@ def main(argv=None):
       'command': command,
       'steps': args.steps,
       'warmup': args.warmup,
+      'loadavg_1m_at_start': load_start,
   }
   records = [dict(common, name=f'matmul_peak/{args.dtype}', metric='matmul_peak',
                   value=peak, unit='FLOP/s', lpips=False)]
+  print(f'matmul peak {args.dtype}: {peak / 1e9:.0f} GFLOP/s (load average {load_start:.2f})',
+        flush=True)
 
   frozen_lpips = None
   for bench in benches:
@@ -258,8 +262,9 @@ def main(argv=None):
         frozen = {}
       med, times, flops = bench_train(cfg, batch, args.steps, args.warmup, frozen)
     name = f'{args.config}/{bench}/{args.dtype}'
-    extra = dict(lpips=lpips, lpips_weight=float(cfg.loss.lpips_weight) if bench != 'encode_decode'
-                 else 0.0, step_times_s=[round(t, 5) for t in times])
+    extra = dict(lpips=lpips, loadavg_1m=os.getloadavg()[0],
+                 lpips_weight=0.0 if bench == 'encode_decode' else float(cfg.loss.lpips_weight),
+                 step_time_min_s=min(times), step_times_s=[round(t, 5) for t in times])
     flops_s = flops / med
     for metric, value, unit in (
         ('images_per_s', batch / med, 'images/s'),

@@ -44,7 +44,8 @@ def test_variants():
   config_defaults.validate(full)
   config_defaults.validate(local)
   assert local.train.num_steps < full.train.num_steps
-  assert titok_fmnist.get_config('bf16,runlocal').model.compute_dtype == 'bfloat16'
+  assert local.model.compute_dtype == 'bfloat16'
+  assert titok_fmnist.get_config('f32,runlocal').model.compute_dtype == 'float32'
   with pytest.raises(ValueError, match='Unknown variants'):
     titok_fmnist.get_config('huge')
 
@@ -61,3 +62,15 @@ def test_cli_rejects_bad_override(tmp_path, override, message):
   assert proc.returncode != 0
   assert message in proc.stderr
   assert not (tmp_path / 'w' / 'checkpoints').exists()
+
+
+@pytest.mark.parametrize('variant,tokens,width', [('s128', 128, 512), ('b64', 64, 768),
+                                                  ('l32', 32, 1024)])
+def test_imagenet_configs_match_the_paper_sizes(variant, tokens, width):
+  from configs import titok_imagenet256  # pylint: disable=g-import-not-at-top
+  c = titok_imagenet256.get_config(variant)
+  config_defaults.validate(c)
+  assert (c.model.num_latent_tokens, c.model.encoder.width, c.data.image_size) == (
+      tokens, width, 256)
+  with pytest.raises(ValueError, match='exactly one'):
+    titok_imagenet256.get_config('s128,b64')

@@ -11,7 +11,7 @@ from sbt_jax.trainers import tokenizer
 
 
 def _config(**mesh):
-  c = titok_fmnist.get_config('runlocal')
+  c = titok_fmnist.get_config('runlocal,f32')
   c.loss.lpips_weight = 0.1
   c.optim.warmup_steps = 1
   c.optim.learning_rate = 3e-3
