@@ -31,6 +31,8 @@ def get_config(arg: str | None = None):
   c.data.global_batch_size = 256
   c.data.eval_batch_size = 256
   c.data.read_threads = 16
+  # JPEG decoding and resizing need worker processes at this scale (main runs under absl).
+  c.data.worker_count = 8
   c.model.patch_size = 16
   c.model.num_latent_tokens = tokens
   c.model.codebook_size = 4096
@@ -55,6 +57,7 @@ def get_config(arg: str | None = None):
       part.width, part.depth, part.num_heads = 64, 1, 2
     c.data.global_batch_size = 8
     c.data.eval_batch_size = 8
+    c.data.worker_count = 0
     c.train.num_steps = 2
     c.train.eval_every = -1
     c.train.checkpoint_every = 2

@@ -114,3 +114,18 @@ def test_eval_writes_metrics_and_grid(fmnist_data_dir, tmp_path):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     rows = [json.loads(line) for line in f]
   assert any('train/loss' in r for r in rows) and any('eval/psnr' in r for r in rows)
+
+
+def test_trains_on_a_folder_of_user_images(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / 'my_images' / 'nested'
+  folder.mkdir(parents=True)
+  rs = np.random.RandomState(0)
+  for i in range(10):
+    Image.fromarray((rs.rand(36, 44, 3) * 255).astype(np.uint8)).save(folder / f'{i}.png')
+  c = _config('', num_steps=2, eval_every=0, eval_num_images=4)
+  c.data.name = 'folder'
+  c.data.folder = str(tmp_path / 'my_images')
+  _, results = loop.train_and_evaluate(c, str(tmp_path / 'w'))
+  assert results['eval/num_images'] == 4
+  assert np.isfinite(results['eval/psnr'])
