@@ -76,6 +76,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.token_dim = 12
   # Weight of the encoder commitment term ||z - sg(q)||^2 inside the quantizer loss.
   c.model.commitment_cost = 0.25
+  # Every this many steps, move codes whose EMA usage share fell below
+  # dead_code_threshold / codebook_size onto random encoder outputs of the batch (0: off).
+  c.model.dead_code_restart_every = 100
+  # Usage share (in units of the uniform share 1/K) under which a code counts as dead.
+  c.model.dead_code_threshold = 0.03
+  # Decay of the per-code usage EMA.
+  c.model.usage_decay = 0.99
   # Encoder and decoder transformer sizes.
   c.model.encoder = _vit('tiny')
   c.model.decoder = _vit('tiny')

@@ -44,8 +44,8 @@ def test_variants():
   config_defaults.validate(full)
   config_defaults.validate(local)
   assert local.train.num_steps < full.train.num_steps
-  assert local.model.compute_dtype == 'bfloat16'
-  assert titok_fmnist.get_config('f32,runlocal').model.compute_dtype == 'float32'
+  assert local.model.compute_dtype == 'float32'
+  assert titok_fmnist.get_config('bf16,runlocal').model.compute_dtype == 'bfloat16'
   with pytest.raises(ValueError, match='Unknown variants'):
     titok_fmnist.get_config('huge')
 

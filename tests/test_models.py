@@ -71,3 +71,26 @@ def test_bfloat16_compute_is_close_to_float32():
   np.testing.assert_allclose(np.asarray(enc16), np.asarray(enc32), atol=0.05)
   # Params are float32 whatever the compute dtype.
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+
+
+def test_dead_code_restart_moves_only_dead_codes():
+  from sbt_jax.models import codebook_restart  # pylint: disable=g-import-not-at-top
+  k, t = 8, 4
+  codebook = jax.random.normal(jax.random.key(0), (k, t))
+  usage = codebook_restart.init_usage(k)
+  ids = jnp.array([[0, 0, 1, 1, 0, 1]])  # only codes 0 and 1 are used
+  for _ in range(400):
+    usage = codebook_restart.update_usage(usage, ids, decay=0.99)
+  np.testing.assert_allclose(float(usage.sum()), 1.0 - 0.99 ** 400, rtol=1e-4)
+  z = jax.random.normal(jax.random.key(1), (6, t))
+  same, _, n_off = codebook_restart.restart(codebook, usage, z, jax.random.key(2),
+                                            threshold=0.03, enabled=False)
+  np.testing.assert_array_equal(np.asarray(same), np.asarray(codebook))
+  assert int(n_off) == 0
+  new, new_usage, n = codebook_restart.restart(codebook, usage, z, jax.random.key(2),
+                                               threshold=0.03, enabled=True)
+  assert int(n) == 6
+  np.testing.assert_array_equal(np.asarray(new[:2]), np.asarray(codebook[:2]))
+  zs = {tuple(np.round(np.asarray(r), 6)) for r in z}
+  assert all(tuple(np.round(np.asarray(r), 6)) in zs for r in new[2:])
+  np.testing.assert_allclose(np.asarray(new_usage[2:]), 2 * 0.03 / k)

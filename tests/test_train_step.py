@@ -11,7 +11,7 @@ from sbt_jax.trainers import tokenizer
 
 
 def _config(**mesh):
-  c = titok_fmnist.get_config('runlocal,f32')
+  c = titok_fmnist.get_config('runlocal')
   c.loss.lpips_weight = 0.1
   c.optim.warmup_steps = 1
   c.optim.learning_rate = 3e-3
@@ -85,3 +85,14 @@ def test_step_compiles_once_and_learns():
   _, history = _run_steps(c, jax.devices()[:1], 12, step_fn_wrapper=wrap)
   losses = [float(m['loss']) for m in history]
   assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_collapsed_codebook_is_restarted_in_the_step():
+  c = _config(data=1, fsdp=1)
+  c.loss.lpips_weight = 0.0
+  c.model.dead_code_restart_every = 2
+  state, history = _run_steps(c, jax.devices()[:1], 4)
+  restarted = [int(m['codes_restarted']) for m in history]
+  assert restarted[0] == 0 and restarted[2] == 0   # steps 1 and 3: no restart step
+  assert restarted[1] > 0                           # step 2: unused codes were moved
+  assert np.isfinite(np.asarray(state.params['quantizer']['codebook'])).all()

@@ -58,5 +58,6 @@ class VectorQuantizer(nn.Module):
         'codebook_loss': codebook_loss,
         'commit_loss': commit_loss,
         'ids': ids_BxG,
+        'z': z_BxGxT,  # l2-normalised encoder outputs (dead-code restarts draw from these)
     }
     return q_st_BxGxT, aux

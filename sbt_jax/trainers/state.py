@@ -14,6 +14,8 @@ class TrainState:
   params: Any
   ema_params: Any
   opt_state: Any
+  # Non-gradient state a stage keeps (e.g. codebook usage EMAs); None if it keeps none.
+  model_state: Any = None
 
 
 def learning_rate_schedule(optim: ml_collections.ConfigDict, num_steps: int):
@@ -40,11 +42,12 @@ def make_optimizer(optim: ml_collections.ConfigDict, num_steps: int) -> optax.Gr
   return optax.chain(*parts)
 
 
-def create(params, tx: optax.GradientTransformation, use_ema: bool) -> TrainState:
+def create(params, tx: optax.GradientTransformation, use_ema: bool,
+           model_state=None) -> TrainState:
   return TrainState(
       step=jnp.zeros((), jnp.int32), params=params,
       ema_params=jax.tree.map(jnp.copy, params) if use_ema else None,
-      opt_state=tx.init(params))
+      opt_state=tx.init(params), model_state=model_state)
 
 
 def apply_gradients(state: TrainState, grads, tx, ema_decay: float) -> TrainState:

@@ -18,6 +18,7 @@ from sbt_jax.data import pipeline
 from sbt_jax.evaluators import image_grid
 from sbt_jax.evaluators import lpips as lpips_lib
 from sbt_jax.evaluators import reconstruction
+from sbt_jax.models import codebook_restart
 from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import titok
 from sbt_jax.trainers import state as state_lib
@@ -40,19 +41,45 @@ def tokenizer_loss(params, frozen, batch, *, model, config):
     metrics['lpips'] = lpips
   metrics.update(quantizer_lib.codebook_stats(aux['ids'], config.model.codebook_size))
   metrics['loss'] = loss
-  return loss, metrics
+  return loss, (metrics, aux)
+
+
+def _restart_dead_codes(state, aux, rng, config):
+  """Updates the usage EMA and, on restart steps, moves dead codes onto batch outputs."""
+  m = config.model
+  usage_K = codebook_restart.update_usage(state.model_state['codebook_usage'], aux['ids'],
+                                          m.usage_decay)
+  z_NxT = aux['z'].reshape(-1, aux['z'].shape[-1])
+  enabled = state.step % m.dead_code_restart_every == 0
+  codebook = state.params['quantizer']['codebook']
+  codebook, usage_K, num_restarted = codebook_restart.restart(
+      codebook, usage_K, z_NxT, rng, threshold=m.dead_code_threshold, enabled=enabled)
+  params = _with_codebook(state.params, codebook)
+  ema = state.ema_params
+  if ema is not None:  # Restarted codes jump in the EMA copy too, so eval sees them.
+    moved_K = jnp.any(codebook != state.params['quantizer']['codebook'], axis=-1)
+    ema_codebook = jnp.where(moved_K[:, None], codebook, ema['quantizer']['codebook'])
+    ema = _with_codebook(ema, ema_codebook)
+  state = state.replace(params=params, ema_params=ema,
+                        model_state={**state.model_state, 'codebook_usage': usage_K})
+  return state, num_restarted
+
+
+def _with_codebook(params, codebook):
+  return {**params, 'quantizer': {**params['quantizer'], 'codebook': codebook}}
 
 
 def train_step(state, frozen, batch, rng, *, model, tx, config):
-  del rng  # TiTok has no dropout; kept so every stage's step has one signature.
   grad_fn = jax.value_and_grad(
       functools.partial(tokenizer_loss, model=model, config=config), has_aux=True)
-  (_, metrics), grads = grad_fn(state.params, frozen, batch)
+  (_, (metrics, aux)), grads = grad_fn(state.params, frozen, batch)
   metrics['grad_norm'] = jax.numpy.sqrt(
       sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
   metrics['learning_rate'] = state_lib.learning_rate_schedule(
       config.optim, config.train.num_steps)(state.step)
   new_state = state_lib.apply_gradients(state, grads, tx, config.optim.ema_decay)
+  if config.model.dead_code_restart_every > 0:
+    new_state, metrics['codes_restarted'] = _restart_dead_codes(new_state, aux, rng, config)
   return new_state, metrics
 
 
@@ -82,7 +109,9 @@ class TokenizerTask:
   def boxed_state(self, rng):
     """State with nn.Partitioned params (for eval_shape -> shardings)."""
     params = self.model.init(rng, self.dummy_images())['params']
-    return state_lib.create(params, self.tx, self.config.optim.ema_decay > 0)
+    model_state = {'codebook_usage': codebook_restart.init_usage(
+        self.config.model.codebook_size)}
+    return state_lib.create(params, self.tx, self.config.optim.ema_decay > 0, model_state)
 
   def init_state(self, rng):
     return nn.meta.unbox(self.boxed_state(rng))

@@ -1,0 +1,1 @@
+"""Command-line tools that prepare files for sbt_jax (weight conversion)."""
