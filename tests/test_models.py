@@ -94,3 +94,11 @@ def test_dead_code_restart_moves_only_dead_codes():
   zs = {tuple(np.round(np.asarray(r), 6)) for r in z}
   assert all(tuple(np.round(np.asarray(r), 6)) in zs for r in new[2:])
   np.testing.assert_allclose(np.asarray(new_usage[2:]), 2 * 0.03 / k)
+
+
+def test_ema_decay_warms_up():
+  from sbt_jax.trainers import state as state_lib  # pylint: disable=g-import-not-at-top
+  np.testing.assert_allclose(float(state_lib.ema_decay_at(jnp.array(0), 0.999)), 0.1)
+  np.testing.assert_allclose(float(state_lib.ema_decay_at(jnp.array(90), 0.999)), 0.91,
+                             rtol=1e-6)
+  assert float(state_lib.ema_decay_at(jnp.array(100000), 0.999)) == np.float32(0.999)

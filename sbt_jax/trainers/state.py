@@ -50,12 +50,20 @@ def create(params, tx: optax.GradientTransformation, use_ema: bool,
       opt_state=tx.init(params), model_state=model_state)
 
 
+def ema_decay_at(step, ema_decay: float):
+  """EMA decay warmed up as (1 + t) / (10 + t), capped at ema_decay, so early params fade
+  fast (with a fixed 0.999 the initial params would still weigh 22% after 1,500 steps)."""
+  t = step.astype(jnp.float32)
+  return jnp.minimum(ema_decay, (1.0 + t) / (10.0 + t))
+
+
 def apply_gradients(state: TrainState, grads, tx, ema_decay: float) -> TrainState:
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   ema = state.ema_params
   if ema is not None:
-    ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
+    ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay_at(state.step,
+                                                                            ema_decay))
   return state.replace(step=state.step + 1, params=params, ema_params=ema,
                        opt_state=opt_state)
 
