@@ -12,6 +12,8 @@ module:function`, where function(tokenizer) returns sample_fn(labels_B, rng) -> 
 [B, H, W, C] in [-1, 1] (or call `evaluate(..., sample_fn=...)`). A generation figure from
 fewer than --min_gen_samples samples is never called gFID: its name becomes
 `gfid_partial@N` (same for every generation metric). Definitions: report.METRIC_DEFINITIONS.
+Inception sees images quantized to 8 bits (as saved PNGs would be); VGG (LPIPS, FD-VGG,
+precision/recall) sees the decoder's float output clipped to [-1, 1], in one pass per image.
 """
 import dataclasses
 import importlib
@@ -21,8 +23,10 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
+import dm_pix
 import jax
 from jax.experimental import multihost_utils
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -66,7 +70,6 @@ flags.DEFINE_integer('min_gen_samples', 50_000, 'Fewer samples than this: genera
 flags.DEFINE_integer('num_classes', 0, 'Classes for balanced sampling (0: from the dataset).')
 flags.DEFINE_integer('pr_k', 3, 'k of the k-NN precision/recall manifolds.')
 flags.DEFINE_integer('is_splits', 10, 'Inception Score: mean over this many parts.')
-flags.DEFINE_integer('vgg_image_size', 0, 'Resize to this before VGG (0: native size).')
 flags.DEFINE_integer('seed', 0, 'Seed of the sampler.')
 flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() first.')
 
@@ -116,54 +119,67 @@ class _SetStats:
         inc_feats=self.inc_feats and gather_feats(self.inc_feats, inception.POOL3_DIM))
 
 
+def _to_8bit(x):
+  """Quantizes [-1, 1] images to the 256 levels a saved PNG has (Inception sees files)."""
+  return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * 127.5) / 127.5 - 1.0
+
+
+def _features(params, images_BxHxWxC):
+  """({'vgg' [B, 512], 'pool3' [B, 2048], 'logits_unbiased'}, VGG maps or None)."""
+  out, maps = {}, None
+  if 'vgg' in params:
+    maps = vgg_features.feature_maps(params['vgg'], images_BxHxWxC)
+    out['vgg'] = vgg_features.pool(maps)
+  if 'inception' in params:
+    res = inception.features(params['inception'], _to_8bit(images_BxHxWxC))
+    out.update(pool3=res['pool3'], logits_unbiased=res['logits_unbiased'])
+  return out, maps
+
+
+def _recon_metrics(params, x_BxHxWxC, recon_BxHxWxC):
+  """Features of both image sets and per-image PSNR/SSIM (dm-pix) and LPIPS; one VGG pass each."""
+  feats_x, maps_x = _features(params, x_BxHxWxC)
+  feats_r, maps_r = _features(params, recon_BxHxWxC)
+  x01, r01 = reconstruction.to_unit(x_BxHxWxC), reconstruction.to_unit(recon_BxHxWxC)
+  per_image = {'psnr': dm_pix.psnr(x01, r01), 'ssim': dm_pix.ssim(x01, r01)}
+  if maps_x is not None:
+    per_image['lpips'] = vgg_features.lpips_from_maps(params['lpips'], maps_x, maps_r)
+  return feats_x, feats_r, per_image
+
+
 class _Networks:
   """Jitted feature and per-image metric networks on a mesh; numpy in, numpy out."""
 
-  def __init__(self, mesh, *, vgg: bool, inception_weights: str | None, vgg_image_size: int,
-               lpips_params):
+  def __init__(self, mesh, *, vgg: bool, inception_weights: str | None):
     self.mesh = mesh
     repl, batch = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    self.params = {}
+    params = {}
     if vgg:
-      self.params['vgg'] = vgg_features.load_params(lpips_params)
+      params['lpips'] = lpips_lib.load_params('vgg16')
+      params['vgg'] = vgg_features.load_params(params['lpips'])
     if inception_weights:
-      self.params['inception'] = inception.load_params(inception_weights)
-    self.params = jax.device_put(self.params, repl)
-    self._lpips = jax.device_put(lpips_params, repl)
-
-    def feats(params, images):
-      images = _to_8bit(images)
-      out = {}
-      if 'vgg' in params:
-        out['vgg'] = vgg_features.features(params['vgg'], images, vgg_image_size)
-      if 'inception' in params:
-        res = inception.features(params['inception'], images)
-        out.update(pool3=res['pool3'], logits_unbiased=res['logits_unbiased'])
-      return out
-    self._feats = jax.jit(feats, in_shardings=(repl, batch), out_shardings=batch)
-    self._per_image = jax.jit(reconstruction.per_image_metrics,
-                              in_shardings=(batch, batch, repl), out_shardings=batch)
+      params['inception'] = inception.load_params(inception_weights)
+    self.params = jax.device_put(params, repl)
+    self._features = jax.jit(lambda p, x: _features(p, x)[0], in_shardings=(repl, batch),
+                             out_shardings=batch)
+    self._recon = jax.jit(_recon_metrics, in_shardings=(repl, batch, batch),
+                          out_shardings=batch)
 
   def _run(self, fn, *arrays):
+    """fn(params, *arrays) with rows padded to a multiple of the devices, then unpadded."""
     n = len(arrays[0])
     pad = -n % self.mesh.devices.size
     arrays = [np.concatenate([a, np.repeat(a[-1:], pad, 0)]) if pad else a for a in arrays]
-    out = fn(*[sharding.global_batch(np.asarray(a, np.float32), self.mesh) for a in arrays])
+    out = fn(self.params,
+             *[sharding.global_batch(np.asarray(a, np.float32), self.mesh) for a in arrays])
     return jax.tree.map(lambda x: np.asarray(x)[:n], out)
 
   def features(self, images_BxHxWxC) -> dict:
-    if not self.params:
-      return {}
-    return self._run(lambda x: self._feats(self.params, x), images_BxHxWxC)
+    return self._run(self._features, images_BxHxWxC)
 
-  def per_image(self, images_BxHxWxC, recon_BxHxWxC) -> dict:
-    return self._run(lambda x, r: self._per_image(x, r, self._lpips), images_BxHxWxC,
-                     recon_BxHxWxC)
-
-
-def _to_8bit(x):
-  """Quantizes [-1, 1] images to the 256 levels a saved PNG has (features see files)."""
-  return jax.numpy.round((jax.numpy.clip(x, -1.0, 1.0) + 1.0) * 127.5) / 127.5 - 1.0
+  def recon(self, x_BxHxWxC, recon_BxHxWxC):
+    """(features of x, features of recon, per-image {'psnr', 'ssim'[, 'lpips']})."""
+    return self._run(self._recon, x_BxHxWxC, recon_BxHxWxC)
 
 
 class _Progress:
@@ -219,15 +235,17 @@ def _split_pass(tok, nets, data_cfg, *, num_images, want, is_splits, keep_feats,
   for k, batch in enumerate(loader):
     x, mask = batch['image'], batch['mask']
     index = k * data_cfg.eval_batch_size + jax.process_index() * per_host + np.arange(len(x))
-    real.update(nets.features(x), mask, index, total, keep_feats, is_splits)
     count += int(mask.sum())
-    if reconstruct:
+    if not reconstruct:
+      real.update(nets.features(x), mask, index, total, keep_feats, is_splits)
+    else:
       ids = tok.encode(x)
       r = tok.decode(ids)
-      recon.update(nets.features(r), mask, index, total, keep_feats, is_splits)
-      if want & {'psnr', 'ssim', 'lpips'}:
-        for name, v in nets.per_image(x, r).items():
-          sums[name] = sums.get(name, 0.0) + float(np.sum(np.asarray(v, np.float64) * mask))
+      feats_x, feats_r, per_image = nets.recon(x, r)
+      real.update(feats_x, mask, index, total, keep_feats, is_splits)
+      recon.update(feats_r, mask, index, total, keep_feats, is_splits)
+      for name, v in per_image.items():
+        sums[name] = sums.get(name, 0.0) + float(np.sum(np.asarray(v, np.float64) * mask))
       counts_K += np.bincount(ids[mask > 0].reshape(-1), minlength=len(counts_K))
       if grid is None:
         grid = [x[mask > 0][:16], r[mask > 0][:16]]
@@ -295,7 +313,7 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
              fid_reference: str | None = None, fd_vgg_reference: str | None = None,
              sample_fn=None, sampler: str | None = None, num_samples: int = 50_000,
              min_gen_samples: int = 50_000, num_classes: int = 0, pr_k: int = 3,
-             is_splits: int = 10, vgg_image_size: int = 0, seed: int = 0) -> dict:
+             is_splits: int = 10, seed: int = 0) -> dict:
   """Evaluates the checkpoint in workdir; writes results.json and report.md; returns results."""
   t0 = time.time()
   want = set(metrics)
@@ -319,10 +337,8 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
                             batch_size=data_cfg.eval_batch_size // jax.process_count())
   if sampler and sample_fn is None:
     sample_fn = load_sampler(sampler, tok)
-  lpips_params = lpips_lib.load_params('vgg16')
-  nets = _Networks(tok.mesh, vgg=bool(want & {'fd_vgg', 'precision_recall'}),
-                   inception_weights=inception_weights, vgg_image_size=vgg_image_size,
-                   lpips_params=lpips_params)
+  nets = _Networks(tok.mesh, vgg=bool(want & {'lpips', 'fd_vgg', 'precision_recall'}),
+                   inception_weights=inception_weights)
   keep_feats = 'precision_recall' in want
   timing = {}
 
@@ -423,8 +439,7 @@ def main(argv):
       out_dir=f.out_dir, reconstruct=f.reconstruction, save_reference=f.save_reference,
       fid_reference=f.fid_reference, fd_vgg_reference=f.fd_vgg_reference, sampler=f.sampler,
       num_samples=f.num_samples, min_gen_samples=f.min_gen_samples,
-      num_classes=f.num_classes, pr_k=f.pr_k, is_splits=f.is_splits,
-      vgg_image_size=f.vgg_image_size, seed=f.seed)
+      num_classes=f.num_classes, pr_k=f.pr_k, is_splits=f.is_splits, seed=f.seed)
   if jax.process_index() == 0:
     print(report.summary_line(out))
 

@@ -13,6 +13,7 @@ from configs import titok_fmnist
 from sbt_jax import evaluate
 from sbt_jax import inference
 from sbt_jax.data import pipeline
+from sbt_jax.evaluators import lpips as lpips_lib
 from sbt_jax.trainers import loop
 from tests import fakes
 from tests.test_eval_inception import random_flat_params
@@ -84,6 +85,8 @@ def test_all_metrics_with_fake_sampler(workdir, inception_weights, tmp_path):
   recon = inference.Tokenizer(workdir).reconstruct(real)
   psnr = np.mean(np.asarray(dm_pix.psnr((real + 1) / 2, (recon + 1) / 2)))
   assert m['psnr'] == pytest.approx(float(psnr), rel=1e-4)
+  lpips = np.mean(np.asarray(lpips_lib.lpips_distance(lpips_lib.load_params(), real, recon)))
+  assert m['lpips'] == pytest.approx(float(lpips), rel=1e-4)
   for k in ('ssim', 'lpips', 'rfd_vgg', 'rfid', 'is_recon', 'is_real', 'precision_vgg',
             'recall_vgg', 'precision_inception', 'recall_inception', 'codebook_usage',
             'codebook_perplexity'):

@@ -1,6 +1,8 @@
 """FID InceptionV3: weight files (.npz, torch zip and legacy .pth, no torch), errors, resize."""
+import base64
 import pickle
 import zipfile
+import zlib
 
 import jax
 import numpy as np
@@ -157,3 +159,49 @@ def test_resize_matches_torch_bilinear_without_antialias(size):
   # float32 source coordinates (in torch too) differ from float64 ones by ~1e-7 * size.
   np.testing.assert_allclose(ours, _torch_bilinear(x.astype(np.float64), 299),
                              atol=2e-5 if size < 299 else 1e-4)
+
+
+# Tiny state dicts saved by torch 2.14.1 itself (torch.save, zip and legacy formats), zlib +
+# base64: {'w': arange(12).reshape(3, 4).t() / 4 (non-contiguous), 'row': a view at storage
+# offset 4, 'h': float16, 'n': int64 scalar, 'b': bfloat16}.
+_TORCH_SAVED = {
+    'zip': (
+        'eNqllU9M03AUx39bRxkVYSDKHxXxL5vCWDvYH0FYGrOY1EQYMSFelrKVrbGsvO4HRONhCRmJR40x8WK8aLx60huc'
+        'vXnx5EHjwXAwHrwbf78WRttloOyXvDVb3vf7Pu3ee52VGB9Cfj+qOwHUjWQjV1TXlLG8jOXwyn0tLXage45T8eZy'
+        'uqYpOazqpTJ3x8grhpK/qeYwByiUAU9wwUPM1sGbwzpxC2dXsaqVuayhLK6qWj6LlVJZN7JrAgdMMLjQSpLLJFMu'
+        'KOCzJFxa02U8b/3IQYtpGAF2gSHX3MoqtErtGPxzEpJ8ErMJbZJH8m0C97hIAY5haM/AcTPZ0Neho0jKFH3FliJb'
+        'NIWdc0Tmq0JA8lShyxJ1YziRgR6zUhFOWpJdmluytlSDOWWm8NBLvBgMfRSCqUI/9RqwvE5jOJOBs2ZiCQYdXrf1'
+        'UqHmdc5MEWCIeHkwnCdeoZDlcQHDxQxcMhMW4bLDQzQfDx+r+Vwx06IwTHy8GIKUyVuFEGW6avldwzCSgdHV8KzU'
+        '6n/6p/Bmi0hozDZsh140VWuH8JJuLMs4u6YYZfK3p8WEqyv+/fCU4P2vLxuUmUZjggEU3yfY7ZGsrKmF0rJSwmkx'
+        'ehSI2DgFmFmHHS8p4T0QoAvN1AAWH2BFp82eFiePfPPkaCrGmkIZqje+97OkCnsgQweadkzlWCQtXm8CwHKtTJOP'
+        'GYRSJCokXpHYJvGVBEqRXUBiiEQkRUnf7vz+GKEzeAhpj5OUT4uBOlKUQNsVkbrOP1ruPsL9C83df+uuLyVY+fxD'
+        'pyX9hxBMOQmizfT/9kxli9b+9jrXRwoi34G1O20dWBu+pvovytHqn14W7h7e/4NI2B9A89bLiqGSCXwo0+2fVfNp'
+        'MfyfMHwkHk/EhLiQjCeTiYlxPiZMRJKJCDnJCSHKj/PR5AQvJCjli5/D74KEI2hSeihsjdO+xAJ15O73mFttX0C9'
+        'zifuRY3WntvEvkQGHCZP7CZ1m8vtY18EXQ6fbgbVLyC33D6dHQ75cwa5dodba59Bpzblc2l5t9Y+Pa66bq3g1tq7'
+        '36nta3Fpo26tvXc7HdpnNm2D/8zeUoPOZ82iQ5p9VmLZkb3RYEZrSs513fBa1w/s3qphza0z2WZ9t956Layl4cx8'
+        'K/cvohoeUg=='),
+    'legacy': (
+        'eNptkstu00AUhseXNGDSEu6Ua8rV4RKFYBJnQ6IKVUgGSs3GG2SlzlAbWZ4ce9wKpErepAKegQVL3oI+ClseAYkF'
+        'Z+wQGskj/WP7zDnf+X00mfxFC/983fjdeP/99Work1/+UnDfB6I7dULIJGaceSx0d2mcBCwCCROcZTwJA85D6tJo'
+        'HIwikD85Ggb5hwl1k+AjTUDZB1V3KhhMfBZzqFiyo+BXEHFYslRHFQwW7UDVUtMUe3rYJqQexy6JthmPaUzHzwKP'
+        'a0CaNki6I2HFHsgeZ7Hnt9yUB2GiuTHdToNw7HIaJSx2dzsaKLruVEVjzBztUFCLEm0jZCP+pghqUHFWMKdvdHq9'
+        'jvmk3W73TAOWco/eJEVbtVccjm1ZxFIt5QCOW5KlHoD22Rd2TnCo2bCcZ8dsD1Z8bOqrfin0pF/A6luIUqdwypKm'
+        'cLoAneFw1oZz+c/5cL7AzPw+H4Xv5nYv/Cc/7ve7hmn2u3ARyQqSV4VNZQqXBPlyQb7C4aoN13JyBNcXyC9w8HNy'
+        'Y9Gz0UXbsIZkCck3kNxsFsSbHG7ZcDsnbsOdBeJ6PtxH3Tn17lGq0RcvHdCRKiO1KfzKU7gn/N4v6A84PLShJa7C'
+        'W3H9SsqlsunKZfaVsmmptCWTYh0Osh81cnRlT3EbEDJEZahvA5FFyE8UGRJSRzVQ7aE0q6jOnso/hEkOs/W/zrHP'
+        'Jw=='),
+}
+
+
+@pytest.mark.parametrize('fmt', ['zip', 'legacy'])
+def test_reads_files_saved_by_torch(fmt, tmp_path):
+  path = tmp_path / f'tiny_{fmt}.pth'
+  path.write_bytes(zlib.decompress(base64.b64decode(_TORCH_SAVED[fmt])))
+  sd = convert_inception.read_torch(str(path))
+  base = np.arange(12, dtype=np.float32).reshape(3, 4) / 4
+  assert list(sd) == ['w', 'row', 'h', 'n', 'b']
+  np.testing.assert_array_equal(sd['w'], base.T)
+  np.testing.assert_array_equal(sd['row'], base[1])
+  assert sd['h'].dtype == np.float16 and sd['h'].tolist() == [0.5, -2.0, 3.25]
+  assert sd['n'].dtype == np.int64 and sd['n'].shape == () and int(sd['n']) == 7
+  assert sd['b'].dtype == np.float32 and sd['b'].tolist() == [1.5, -1.0]

