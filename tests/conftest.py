@@ -18,3 +18,21 @@ def fmnist_data_dir(tmp_path_factory):
   tmp = tmp_path_factory.mktemp('fmnist_session')
   with pytest.MonkeyPatch.context() as mp:
     return fakes.build_fake_tfds(tmp, mp)
+
+
+@pytest.fixture(scope='session')
+def tiny_workdir(fmnist_data_dir, tmp_path_factory):
+  """Workdir of a 4-step runlocal TiTok run on the fake data (checkpoints at 2 and 4).
+
+  Shared by tests that only read it (inference, evaluation); they write elsewhere or under
+  its eval/ folder.
+  """
+  from configs import titok_fmnist  # pylint: disable=g-import-not-at-top
+  from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
+  c = titok_fmnist.get_config('runlocal')
+  c.data.data_dir = fmnist_data_dir
+  c.loss.lpips_weight = 0.0
+  c.train.eval_every = -1
+  workdir = str(tmp_path_factory.mktemp('tiny_run') / 'w')
+  loop.train_and_evaluate(c, workdir)
+  return workdir

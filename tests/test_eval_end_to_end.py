@@ -9,12 +9,10 @@ import dm_pix
 import numpy as np
 import pytest
 
-from configs import titok_fmnist
 from sbt_jax import evaluate
 from sbt_jax import inference
 from sbt_jax.data import pipeline
 from sbt_jax.evaluators import lpips as lpips_lib
-from sbt_jax.trainers import loop
 from tests import fakes
 from tests.test_eval_inception import random_flat_params
 
@@ -22,15 +20,9 @@ ALL = 'psnr,ssim,lpips,fd_vgg,fid,is,precision_recall,codebook'.split(',')
 NO_INCEPTION = 'psnr,ssim,lpips,fd_vgg,precision_recall,codebook'.split(',')
 
 
-@pytest.fixture(scope='module')
-def workdir(fmnist_data_dir, tmp_path_factory):
-  c = titok_fmnist.get_config('runlocal')
-  c.data.data_dir = fmnist_data_dir
-  c.loss.lpips_weight = 0.0
-  c.train.eval_every = -1
-  w = str(tmp_path_factory.mktemp('eval') / 'w')
-  loop.train_and_evaluate(c, w)
-  return w
+@pytest.fixture
+def workdir(tiny_workdir):
+  return tiny_workdir
 
 
 @pytest.fixture(scope='module')

@@ -7,21 +7,13 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from configs import titok_fmnist
 from sbt_jax import checkpointing
 from sbt_jax import inference
-from sbt_jax.trainers import loop
 
 
-@pytest.fixture(scope='module')
-def workdir(fmnist_data_dir, tmp_path_factory):
-  c = titok_fmnist.get_config('runlocal')
-  c.data.data_dir = fmnist_data_dir
-  c.loss.lpips_weight = 0.0
-  c.train.eval_every = -1
-  w = str(tmp_path_factory.mktemp('inf') / 'w')
-  loop.train_and_evaluate(c, w)
-  return w
+@pytest.fixture
+def workdir(tiny_workdir):
+  return tiny_workdir
 
 
 @pytest.fixture(scope='module')
