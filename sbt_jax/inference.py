@@ -39,27 +39,16 @@ def load_images(paths, image_size: int, channels: int) -> tuple[np.ndarray, list
   for p in paths:
     p = pathlib.Path(p)
     if p.is_dir():
-      files += [str(f) for f in sorted(p.rglob('*'))
-                if f.suffix.lower() in image_folder.EXTENSIONS and f.is_file()]
+      files += [str(f) for f in image_folder.list_images(p)]
     elif p.is_file():
       files.append(str(p))
     else:
       raise FileNotFoundError(f'No such image file or folder: {str(p)!r}')
   if not files:
     raise FileNotFoundError(f'No images found in {list(map(str, paths))}')
-  images = []
-  for f in files:
-    source = _SingleFile(f)
-    images.append(pipeline.preprocess(source[0], image_size, channels)['image'])
+  images = [pipeline.preprocess({'image': image_folder.read_image(f)}, image_size,
+                                 channels)['image'] for f in files]
   return np.stack(images), files
-
-
-class _SingleFile(image_folder.ImageFolderSource):
-  """ImageFolderSource's decoding and error messages for one file."""
-
-  def __init__(self, path: str):  # pylint: disable=super-init-not-called
-    self._root = pathlib.Path(path).parent
-    self._paths = [pathlib.Path(path)]
 
 
 class Tokenizer:

@@ -83,13 +83,13 @@ def test_dead_code_restart_moves_only_dead_codes():
     usage = codebook_restart.update_usage(usage, ids, decay=0.99)
   np.testing.assert_allclose(float(usage.sum()), 1.0 - 0.99 ** 400, rtol=1e-4)
   z = jax.random.normal(jax.random.key(1), (6, t))
-  same, _, n_off = codebook_restart.restart(codebook, usage, z, jax.random.key(2),
+  same, _, dead_off = codebook_restart.restart(codebook, usage, z, jax.random.key(2),
                                             threshold=0.03, enabled=False)
   np.testing.assert_array_equal(np.asarray(same), np.asarray(codebook))
-  assert int(n_off) == 0
-  new, new_usage, n = codebook_restart.restart(codebook, usage, z, jax.random.key(2),
+  assert int(dead_off.sum()) == 0
+  new, new_usage, dead = codebook_restart.restart(codebook, usage, z, jax.random.key(2),
                                                threshold=0.03, enabled=True)
-  assert int(n) == 6
+  assert int(dead.sum()) == 6
   np.testing.assert_array_equal(np.asarray(new[:2]), np.asarray(codebook[:2]))
   zs = {tuple(np.round(np.asarray(r), 6)) for r in z}
   assert all(tuple(np.round(np.asarray(r), 6)) in zs for r in new[2:])

@@ -8,6 +8,23 @@ EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
 _GRAY_MODES = ('1', 'L', 'LA', 'I', 'I;16', 'F')
 
 
+def list_images(folder: pathlib.Path) -> list[pathlib.Path]:
+  """Image files under `folder`, recursive, sorted by path."""
+  return sorted(p for p in pathlib.Path(folder).rglob('*')
+                if p.suffix.lower() in EXTENSIONS and p.is_file())
+
+
+def read_image(path) -> np.ndarray:
+  """One image file -> uint8 HxWxC (C=1 for grayscale modes, else 3); ValueError names it."""
+  try:
+    with Image.open(path) as pil:
+      pil = pil.convert('L' if pil.mode in _GRAY_MODES else 'RGB')  # Decodes fully.
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    raise ValueError(f'Cannot decode image file {path}: {e}') from e
+  image_HxWxC = np.asarray(pil, dtype=np.uint8)
+  return image_HxWxC[:, :, None] if image_HxWxC.ndim == 2 else image_HxWxC
+
+
 class ImageFolderSource:
   """Images under `folder` (recursive, sorted by path) as {'image': HxWxC uint8, 'label': 0}.
 
@@ -20,8 +37,7 @@ class ImageFolderSource:
     if not self._root.is_dir():
       raise FileNotFoundError(f'Image folder {str(self._root)!r} does not exist '
                               "(set data.folder to a directory of images).")
-    self._paths = sorted(p for p in self._root.rglob('*')
-                         if p.suffix.lower() in EXTENSIONS and p.is_file())
+    self._paths = list_images(self._root)
     if not self._paths:
       raise FileNotFoundError(f'No images ({"/".join(EXTENSIONS)}) found under '
                               f'{str(self._root)!r}.')
@@ -30,16 +46,7 @@ class ImageFolderSource:
     return len(self._paths)
 
   def __getitem__(self, index: int) -> dict:
-    path = self._paths[index]
-    try:
-      with Image.open(path) as pil:
-        pil = pil.convert('L' if pil.mode in _GRAY_MODES else 'RGB')  # Decodes fully.
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-      raise ValueError(f'Cannot decode image file {path}: {e}') from e
-    image_HxWxC = np.asarray(pil, dtype=np.uint8)
-    if image_HxWxC.ndim == 2:
-      image_HxWxC = image_HxWxC[:, :, None]
-    return {'image': image_HxWxC, 'label': 0}
+    return {'image': read_image(self._paths[index]), 'label': 0}
 
   def __repr__(self) -> str:
     # Stable across runs: grain stores it in iterator checkpoints and compares on restore.

@@ -21,7 +21,7 @@ def update_usage(usage_K, ids, decay: float):
 
 
 def restart(codebook_KxT, usage_K, z_NxT, rng, *, threshold: float, enabled):
-  """(codebook, usage, number restarted); no-op unless `enabled` (a traced bool)."""
+  """(codebook, usage, dead_K: which codes moved); no-op unless `enabled` (a traced bool)."""
   k = codebook_KxT.shape[0]
   dead_K = jnp.logical_and(enabled, usage_K < threshold / k)
   picks_K = jax.random.randint(rng, (k,), 0, z_NxT.shape[0])
@@ -30,4 +30,4 @@ def restart(codebook_KxT, usage_K, z_NxT, rng, *, threshold: float, enabled):
   # A restarted code that stays unused decays back under the threshold in ~ln(2)/(1-decay)
   # steps and is restarted again at the next restart step after that.
   new_usage = jnp.where(dead_K, 2.0 * threshold / k, usage_K)
-  return new_codebook, new_usage, jnp.sum(dead_K)
+  return new_codebook, new_usage, dead_K

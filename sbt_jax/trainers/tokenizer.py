@@ -12,6 +12,7 @@ from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from sbt_jax import sharding
 from sbt_jax.data import pipeline
@@ -52,17 +53,16 @@ def _restart_dead_codes(state, aux, rng, config):
   z_NxT = aux['z'].reshape(-1, aux['z'].shape[-1])
   enabled = state.step % m.dead_code_restart_every == 0
   codebook = state.params['quantizer']['codebook']
-  codebook, usage_K, num_restarted = codebook_restart.restart(
+  codebook, usage_K, dead_K = codebook_restart.restart(
       codebook, usage_K, z_NxT, rng, threshold=m.dead_code_threshold, enabled=enabled)
   params = _with_codebook(state.params, codebook)
   ema = state.ema_params
   if ema is not None:  # Restarted codes jump in the EMA copy too, so eval sees them.
-    moved_K = jnp.any(codebook != state.params['quantizer']['codebook'], axis=-1)
-    ema_codebook = jnp.where(moved_K[:, None], codebook, ema['quantizer']['codebook'])
+    ema_codebook = jnp.where(dead_K[:, None], codebook, ema['quantizer']['codebook'])
     ema = _with_codebook(ema, ema_codebook)
   state = state.replace(params=params, ema_params=ema,
                         model_state={**state.model_state, 'codebook_usage': usage_K})
-  return state, num_restarted
+  return state, jnp.sum(dead_K)
 
 
 def _with_codebook(params, codebook):
@@ -73,8 +73,7 @@ def train_step(state, frozen, batch, rng, *, model, tx, config):
   grad_fn = jax.value_and_grad(
       functools.partial(tokenizer_loss, model=model, config=config), has_aux=True)
   (_, (metrics, aux)), grads = grad_fn(state.params, frozen, batch)
-  metrics['grad_norm'] = jax.numpy.sqrt(
-      sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+  metrics['grad_norm'] = optax.global_norm(grads)
   metrics['learning_rate'] = state_lib.learning_rate_schedule(
       config.optim, config.train.num_steps)(state.step)
   new_state = state_lib.apply_gradients(state, grads, tx, config.optim.ema_decay)
