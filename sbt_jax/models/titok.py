@@ -26,9 +26,13 @@ class Encoder(nn.Module):
   mlp_dim: int
   dtype: Any = jnp.float32
   attention_impl: str = 'auto'
+  # Extra latent queries whose hidden states are returned unprojected (SelfBootTok's
+  # local_tokens='latent' control); 0 keeps TiTok's parameter tree.
+  num_extra_latents: int = 0
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
+    """(z_BxGxT projected latent tokens, patch states B x N x D, extra latents B x E x D)."""
     b = x_BxHxWxC.shape[0]
     patches_BxNxP = vit.patchify(x_BxHxWxC.astype(jnp.float32), self.patch_size)
     n = patches_BxNxP.shape[1]
@@ -40,12 +44,18 @@ class Encoder(nn.Module):
                              (self.num_latent_tokens, self.width))
     latents_BxGxD = jnp.broadcast_to(latents_GxD,
                                      (b, self.num_latent_tokens, self.width))
-    h_BxLxD = jnp.concatenate([x_BxNxD, latents_BxGxD], axis=1)
+    parts = [x_BxNxD, latents_BxGxD]
+    if self.num_extra_latents:
+      extra_ExD = self.param('extra_latent_tokens', vit.posemb_init(None, 'embed'),
+                             (self.num_extra_latents, self.width))
+      parts.append(jnp.broadcast_to(extra_ExD, (b, self.num_extra_latents, self.width)))
+    h_BxLxD = jnp.concatenate(parts, axis=1)
     h_BxLxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
                               self.attention_impl, name='transformer')(h_BxLxD)
-    z_BxGxD = h_BxLxD[:, n:]
-    return vit.Dense(self.token_dim, self.dtype, 'to_token', ('embed', 'token'),
-                     ('token',))(z_BxGxD)
+    g = self.num_latent_tokens
+    z_BxGxT = vit.Dense(self.token_dim, self.dtype, 'to_token', ('embed', 'token'),
+                        ('token',))(h_BxLxD[:, n:n + g])
+    return z_BxGxT, h_BxLxD[:, :n], h_BxLxD[:, n + g:]
 
 
 class Decoder(nn.Module):
@@ -60,7 +70,9 @@ class Decoder(nn.Module):
   attention_impl: str = 'auto'
 
   @nn.compact
-  def __call__(self, q_BxGxT):
+  def __call__(self, q_BxGxT, slot_plan_BxNxL=None):
+    """Image from G quantized tokens. With `slot_plan_BxNxL`, the last L tokens also get the
+    plan-weighted mean of the patch position embeddings (where each slot sits)."""
     b, g, _ = q_BxGxT.shape
     side = self.image_size // self.patch_size
     n = side * side
@@ -68,8 +80,14 @@ class Decoder(nn.Module):
                         ('embed',))(q_BxGxT)
     z_BxGxD = z_BxGxD + self.param('latent_pos_embed', vit.posemb_init(None, 'embed'),
                                    (g, self.width))
-    mask_NxD = (self.param('mask_token', vit.posemb_init(None, 'embed'), (1, self.width))
-                + self.param('pos_embed', vit.posemb_init(None, 'embed'), (n, self.width)))
+    mask_1xD = self.param('mask_token', vit.posemb_init(None, 'embed'), (1, self.width))
+    pos_NxD = self.param('pos_embed', vit.posemb_init(None, 'embed'), (n, self.width))
+    if slot_plan_BxNxL is not None:
+      plan = slot_plan_BxNxL / jnp.maximum(jnp.sum(slot_plan_BxNxL, 1, keepdims=True), 1e-12)
+      slot_pos_BxLxD = jnp.einsum('bnl,nd->bld', plan, pos_NxD)
+      l = slot_pos_BxLxD.shape[1]
+      z_BxGxD = z_BxGxD.at[:, g - l:].add(slot_pos_BxLxD)
+    mask_NxD = mask_1xD + pos_NxD
     mask_BxNxD = jnp.broadcast_to(mask_NxD, (b, n, self.width))
     h_BxLxD = jnp.concatenate([mask_BxNxD, z_BxGxD], axis=1)
     h_BxLxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
@@ -108,7 +126,7 @@ class TiTok(nn.Module):
                            self.attention_impl)
 
   def encode(self, x_BxHxWxC):
-    return self.quantizer(self.encoder(x_BxHxWxC))
+    return self.quantizer(self.encoder(x_BxHxWxC)[0])
 
   def decode(self, q_BxGxT):
     return self.decoder(q_BxGxT)
