@@ -1,4 +1,7 @@
-"""Decode token ids (an .npz from sbt_jax.encode, or any `ids` [B, G] array) to PNG files.
+"""Decode token ids (an .npz from sbt_jax.encode, or any `ids` array) to PNG files.
+
+SelfBootTok: [B, G + L] ids decode in compress mode, [B, G] in generate mode (local ids
+from the aligner; --temperature > 0 samples them, --aligner_workdir swaps the aligner).
 
   python -m sbt_jax.decode --workdir W --ids ids.npz --out_dir decoded/
 """
@@ -8,10 +11,10 @@ from absl import app
 from absl import flags
 import numpy as np
 
-flags.DEFINE_string('workdir', None, 'Workdir of a trained tokenizer.')
-flags.DEFINE_string('ids', None, '.npz holding `ids` [B, G] (e.g. written by sbt_jax.encode).')
+from sbt_jax import cli_flags
+
+flags.DEFINE_string('ids', None, '.npz holding `ids` (e.g. written by sbt_jax.encode).')
 flags.DEFINE_string('out_dir', None, 'Folder for the decoded PNGs.')
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
 flags.mark_flags_as_required(['workdir', 'ids', 'out_dir'])
 FLAGS = flags.FLAGS
 
@@ -31,8 +34,8 @@ def main(argv):
   from sbt_jax import inference  # pylint: disable=g-import-not-at-top
   from sbt_jax.evaluators import image_grid  # pylint: disable=g-import-not-at-top
   ids = read_ids(FLAGS.ids)
-  tok = inference.Tokenizer(FLAGS.workdir, FLAGS.step)
-  images = tok.decode(ids)
+  tok = cli_flags.make_tokenizer()
+  images = tok.decode(ids, FLAGS.temperature, FLAGS.seed)
   paths = image_grid.save_images(images, FLAGS.out_dir, [f'{i:05d}.png' for i in range(len(images))])
   print(f'Decoded {len(paths)} images (step {tok.step}) -> {FLAGS.out_dir}')
 

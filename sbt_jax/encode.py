@@ -2,7 +2,8 @@
 
   python -m sbt_jax.encode --workdir W --images a.png dir/ --out ids.npz
 
-Writes ids [B, G] (int32) and the source file names to the .npz.
+Writes ids (int32) and the source file names to the .npz: [B, G] for TiTok; for
+SelfBootTok [B, G + L] (--mode=compress) or [B, G] (--mode=generate).
 """
 import os
 
@@ -10,10 +11,10 @@ from absl import app
 from absl import flags
 import numpy as np
 
-flags.DEFINE_string('workdir', None, 'Workdir of a trained tokenizer (config.json + checkpoints).')
+from sbt_jax import cli_flags
+
 flags.DEFINE_list('images', None, 'Image files and/or folders (searched recursively).')
 flags.DEFINE_string('out', None, 'Output .npz with `ids` and `files`.')
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
 flags.mark_flags_as_required(['workdir', 'images', 'out'])
 FLAGS = flags.FLAGS
 
@@ -21,9 +22,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   from sbt_jax import inference  # pylint: disable=g-import-not-at-top
-  tok = inference.Tokenizer(FLAGS.workdir, FLAGS.step)
+  tok = cli_flags.make_tokenizer()
   images, files = inference.load_images(FLAGS.images, *tok.image_shape[::2])
-  ids = tok.encode(images)
+  ids = tok.encode(images, FLAGS.mode)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   np.savez(FLAGS.out, ids=ids, files=np.array(files))
   print(f'Encoded {len(files)} images to ids {ids.shape} (step {tok.step}) -> {FLAGS.out}')

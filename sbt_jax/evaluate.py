@@ -42,6 +42,7 @@ from sbt_jax.evaluators import precision_recall
 from sbt_jax.evaluators import reconstruction
 from sbt_jax.evaluators import report
 from sbt_jax.evaluators import vgg_features
+from sbt_jax.trainers import tokenizer as tokenizer_lib
 
 METRICS = ('psnr', 'ssim', 'lpips', 'fd_vgg', 'fid', 'is', 'precision_recall', 'codebook')
 
@@ -72,6 +73,13 @@ flags.DEFINE_integer('pr_k', 3, 'k of the k-NN precision/recall manifolds.')
 flags.DEFINE_integer('is_splits', 10, 'Inception Score: mean over this many parts.')
 flags.DEFINE_integer('seed', 0, 'Seed of the sampler.')
 flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() first.')
+flags.DEFINE_enum('mode', 'compress', ['compress', 'generate'], "SelfBootTok: reconstruct "
+                  "from G + L ids ('compress') or from the G global ids with the aligner's "
+                  "local ids ('generate').")
+flags.DEFINE_float('temperature', 0.0, 'Generate mode: local-id sampling temperature '
+                   '(0: argmax).')
+flags.DEFINE_string('aligner_workdir', None, "SelfBootTok: a stage='aligner' run whose "
+                    'aligner replaces the tokenizer\'s own.')
 
 
 @dataclasses.dataclass
@@ -219,7 +227,7 @@ def load_sampler(spec: str, tokenizer):
 
 
 def _split_pass(tok, nets, data_cfg, *, num_images, want, is_splits, keep_feats,
-                reconstruct):
+                reconstruct, mode='compress', temperature=0.0, seed=0):
   """One ordered pass over the split: real and reconstructed statistics, sums, a grid."""
   loader = pipeline.make_eval_loader(data_cfg, num_images=num_images,
                                      process_index=jax.process_index(),
@@ -231,6 +239,9 @@ def _split_pass(tok, nets, data_cfg, *, num_images, want, is_splits, keep_feats,
   real, recon = _SetStats(), _SetStats()
   sums, count = {}, 0
   counts_K = np.zeros(tok.config.model.codebook_size, np.int64)
+  local = tok.num_local if mode == 'compress' else 0
+  local_counts_K = np.zeros(tok.config.model.local_codebook_size if local else 1, np.int64)
+  g = tok.num_global
   grid = None
   for k, batch in enumerate(loader):
     x, mask = batch['image'], batch['mask']
@@ -239,22 +250,29 @@ def _split_pass(tok, nets, data_cfg, *, num_images, want, is_splits, keep_feats,
     if not reconstruct:
       real.update(nets.features(x), mask, index, total, keep_feats, is_splits)
     else:
-      ids = tok.encode(x)
-      r = tok.decode(ids)
+      ids = tok.encode(x, mode)
+      r = tok.decode(ids, temperature, seed + k)
       feats_x, feats_r, per_image = nets.recon(x, r)
       real.update(feats_x, mask, index, total, keep_feats, is_splits)
       recon.update(feats_r, mask, index, total, keep_feats, is_splits)
       for name, v in per_image.items():
         sums[name] = sums.get(name, 0.0) + float(np.sum(np.asarray(v, np.float64) * mask))
-      counts_K += np.bincount(ids[mask > 0].reshape(-1), minlength=len(counts_K))
+      counts_K += np.bincount(ids[mask > 0, :g].reshape(-1), minlength=len(counts_K))
+      if local:
+        local_counts_K += np.bincount(ids[mask > 0, g:].reshape(-1),
+                                      minlength=len(local_counts_K))
+        bits = tok.local_nll_bits(ids)
+        sums['local_ce_bits'] = sums.get('local_ce_bits', 0.0) + float(np.sum(bits * mask))
       if grid is None:
         grid = [x[mask > 0][:16], r[mask > 0][:16]]
     progress(k + 1, count)
   gather = feature_stats.allgather_exact
   count = int(gather(np.array([count], np.int64)).sum())
   sums = {k: float(gather(np.array([v], np.float64)).sum()) / count for k, v in sums.items()}
-  counts_K = gather(counts_K).sum(0)
-  return real.merged(), recon.merged(), sums, counts_K, count, grid
+  counts = {'': gather(counts_K).sum(0)}
+  if local:
+    counts['local_'] = gather(local_counts_K).sum(0)
+  return real.merged(), recon.merged(), sums, counts, count, grid
 
 
 def _gen_pass(sample_fn, nets, *, num_samples, num_classes, batch_size, image_shape, seed,
@@ -313,7 +331,8 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
              fid_reference: str | None = None, fd_vgg_reference: str | None = None,
              sample_fn=None, sampler: str | None = None, num_samples: int = 50_000,
              min_gen_samples: int = 50_000, num_classes: int = 0, pr_k: int = 3,
-             is_splits: int = 10, seed: int = 0) -> dict:
+             is_splits: int = 10, seed: int = 0, mode: str = 'compress',
+             temperature: float = 0.0, aligner_workdir: str | None = None) -> dict:
   """Evaluates the checkpoint in workdir; writes results.json and report.md; returns results."""
   t0 = time.time()
   want = set(metrics)
@@ -334,7 +353,10 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
   data_cfg.data_dir = data_dir if data_dir is not None else data_cfg.data_dir
   data_cfg.eval_batch_size = batch_size or data_cfg.eval_batch_size
   tok = inference.Tokenizer(workdir, step,
-                            batch_size=data_cfg.eval_batch_size // jax.process_count())
+                            batch_size=data_cfg.eval_batch_size // jax.process_count(),
+                            aligner_workdir=aligner_workdir)
+  if mode == 'generate' and not tok.is_selfboottok:
+    raise ValueError("mode='generate' needs a selfboottok tokenizer")
   if sampler and sample_fn is None:
     sample_fn = load_sampler(sampler, tok)
   nets = _Networks(tok.mesh, vgg=bool(want & {'lpips', 'fd_vgg', 'precision_recall'}),
@@ -343,11 +365,14 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
   timing = {}
 
   t = time.time()
-  real, recon, means, counts_K, count, recon_grid = _split_pass(
+  real, recon, means, counts, count, recon_grid = _split_pass(
       tok, nets, data_cfg, num_images=num_images, want=want, is_splits=is_splits,
-      keep_feats=keep_feats, reconstruct=reconstruct)
+      keep_feats=keep_feats, reconstruct=reconstruct, mode=mode, temperature=temperature,
+      seed=seed)
   timing['split_pass_sec'] = time.time() - t
   results = {k: v for k, v in means.items() if k in want}
+  if 'codebook' in want and 'local_ce_bits' in means:
+    results['local_ce_bits'] = means['local_ce_bits']
   if reconstruct:
     if 'fd_vgg' in want:
       results['rfd_vgg'] = _fd(recon.vgg, real.vgg)
@@ -356,10 +381,8 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
     if 'is' in want:
       results['is_recon'], results['is_recon_std'] = recon.inc_is.value()
     if 'codebook' in want:
-      probs = counts_K / max(counts_K.sum(), 1)
-      nz = probs[probs > 0]
-      results['codebook_usage'] = float((counts_K > 0).mean())
-      results['codebook_perplexity'] = float(np.exp(-(nz * np.log(nz)).sum()))
+      for prefix, counts_K in counts.items():
+        results.update(tokenizer_lib.usage_summary(counts_K, prefix))
     if keep_feats:
       t = time.time()
       results.update(_pr(real.vgg_feats, recon.vgg_feats, pr_k, '', 'vgg'))
@@ -407,6 +430,9 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
   timing['total_sec'] = time.time() - t0
   out = {
       'workdir': os.path.abspath(workdir), 'step': int(tok.step),
+      'mode': mode, 'temperature': temperature,
+      'aligner_workdir': os.path.abspath(aligner_workdir) if aligner_workdir else None,
+      'ids_per_image': tok.num_global + (tok.num_local if mode == 'compress' else 0),
       'split': data_cfg.eval_split, 'num_images': count,
       'num_samples': num_samples if sample_fn is not None else 0,
       'metrics': results,
@@ -418,7 +444,9 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
       'timing': timing,
   }
   if jax.process_index() == 0:
-    out_dir = out_dir or os.path.join(workdir, 'eval', f'{data_cfg.eval_split}_step{tok.step}')
+    suffix = '' if mode == 'compress' else f'_generate_t{temperature:g}'
+    out_dir = out_dir or os.path.join(workdir, 'eval',
+                                      f'{data_cfg.eval_split}_step{tok.step}{suffix}')
     out['files'] = report.write_all(out_dir, out, workdir=workdir,
                                     recon_grid=recon_grid,
                                     sample_grid=gen_grid)
@@ -439,7 +467,8 @@ def main(argv):
       out_dir=f.out_dir, reconstruct=f.reconstruction, save_reference=f.save_reference,
       fid_reference=f.fid_reference, fd_vgg_reference=f.fd_vgg_reference, sampler=f.sampler,
       num_samples=f.num_samples, min_gen_samples=f.min_gen_samples,
-      num_classes=f.num_classes, pr_k=f.pr_k, is_splits=f.is_splits, seed=f.seed)
+      num_classes=f.num_classes, pr_k=f.pr_k, is_splits=f.is_splits, seed=f.seed,
+      mode=f.mode, temperature=f.temperature, aligner_workdir=f.aligner_workdir)
   if jax.process_index() == 0:
     print(report.summary_line(out))
 

@@ -4,6 +4,13 @@
   ids_BxG = tok.encode(images_BxHxWxC)     # images in [-1, 1], or use load_images(paths)
   images = tok.decode(ids_BxG)
 
+SelfBootTok has two modes:
+  ids = tok.encode(x, mode='compress')    # [B, G + L]: global then local ids
+  ids = tok.encode(x, mode='generate')    # [B, G]: global ids only
+  tok.decode(ids)                         # G + L columns: compress; G: generate mode,
+  tok.decode(ids, temperature=1.0, seed=0)  # local ids sampled (0: argmax, the default)
+  Tokenizer(workdir, aligner_workdir=W)   # generate mode with an aligner-stage aligner
+
 The workdir holds config.json (written by the trainer) and Orbax checkpoints; the EMA params
 are used when the run kept them.
 """
@@ -51,34 +58,69 @@ def load_images(paths, image_size: int, channels: int) -> tuple[np.ndarray, list
   return np.stack(images), files
 
 
+def _restore_task_params(workdir, step, mesh):
+  """(config, task, params, step) of the run in workdir (any stage)."""
+  from sbt_jax import trainers  # pylint: disable=g-import-not-at-top
+  config = load_config(workdir)
+  task = trainers.get_task(config.stage)(config, mesh)
+  rng = jax.random.key(0)
+  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh,
+                                      config.mesh.rules)
+  abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, rng), state_sh)
+  params, step = checkpointing.restore_params(workdir, abstract, step)
+  return config, task, params, step
+
+
 class Tokenizer:
   """A restored tokenizer on the local devices (batches are split over them)."""
 
-  def __init__(self, workdir: str, step: int | None = None, batch_size: int = 64):
-    from sbt_jax import trainers  # pylint: disable=g-import-not-at-top
-    self.config = load_config(workdir)
+  def __init__(self, workdir: str, step: int | None = None, batch_size: int = 64,
+               aligner_workdir: str | None = None, aligner_step: int | None = None):
     self.mesh = sharding.make_mesh(
         ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1}), jax.local_devices())
-    task = trainers.get_task(self.config.stage)(self.config, self.mesh)
+    self.config, task, self.params, self.step = _restore_task_params(workdir, step, self.mesh)
+    if self.config.stage != 'tokenizer':
+      raise ValueError(f'{workdir!r} is a {self.config.stage!r} run; pass the tokenizer\'s '
+                       'workdir (and an aligner run as aligner_workdir).')
     self.model = task.model
-    rng = jax.random.key(0)
-    state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), self.mesh,
-                                        self.config.mesh.rules)
-    abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, rng), state_sh)
-    self.params, self.step = checkpointing.restore_params(workdir, abstract, step)
+    if aligner_workdir:
+      if self.config.model.name != 'selfboottok':
+        raise ValueError('aligner_workdir needs a selfboottok tokenizer; '
+                         f'{workdir!r} is {self.config.model.name!r}')
+      al_config, al_task, al_params, _ = _restore_task_params(aligner_workdir, aligner_step,
+                                                               self.mesh)
+      if al_config.stage != 'aligner':
+        raise ValueError(f'aligner_workdir={aligner_workdir!r} is a {al_config.stage!r} '
+                         "run, not stage='aligner'")
+      self.model = al_task.model
+      self.params = {**self.params, 'aligner': al_params}
+    self.is_selfboottok = self.config.model.name == 'selfboottok'
+    self.num_global = self.config.model.num_latent_tokens
+    self.num_local = self.config.model.num_local_tokens if self.is_selfboottok else 0
     self.batch_size = batch_size - batch_size % len(jax.local_devices()) or len(
         jax.local_devices())
-    self._encode = jax.jit(lambda p, x: self.model.apply({'params': p}, x,
-                                                         method='encode')[1]['ids'])
-    self._decode = jax.jit(lambda p, ids: self.model.apply({'params': p}, ids,
-                                                           method='decode_ids'))
+    m = self.model
+    if self.is_selfboottok:
+      self._encode = jax.jit(lambda p, x: jax.numpy.concatenate(
+          m.apply({'params': p}, x, method='encode'), axis=1))
+      self._encode_global = jax.jit(lambda p, x: m.apply({'params': p}, x,
+                                                         method='encode_global'))
+      self._decode_generate = jax.jit(
+          lambda p, ids, key, t: m.apply({'params': p}, ids, key, t,
+                                         method='decode_generate')[0],
+          static_argnums=3)
+      self._local_logits = jax.jit(lambda p, ids: m.apply({'params': p}, ids,
+                                                          method='local_logits'))
+    else:
+      self._encode = jax.jit(lambda p, x: m.apply({'params': p}, x, method='encode')[1]['ids'])
+    self._decode = jax.jit(lambda p, ids: m.apply({'params': p}, ids, method='decode_ids'))
 
   @property
   def image_shape(self):
     d = self.config.data
     return (d.image_size, d.image_size, d.channels)
 
-  def _batched(self, fn, x):
+  def _batched(self, fn, x, *extra):
     """Runs fn over x in fixed-size batches (the last one padded) and concatenates."""
     x = np.asarray(x)
     out = []
@@ -87,25 +129,64 @@ class Tokenizer:
       n = len(chunk)
       if n < self.batch_size:
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - n, 0)])
-      out.append(np.asarray(fn(self.params, sharding.global_batch(chunk, self.mesh)))[:n])
+      args = [a(i) if callable(a) else a for a in extra]
+      out.append(np.asarray(fn(self.params, sharding.global_batch(chunk, self.mesh),
+                               *args))[:n])
     return np.concatenate(out)
 
-  def encode(self, images_BxHxWxC) -> np.ndarray:
+  def encode(self, images_BxHxWxC, mode: str = 'compress') -> np.ndarray:
+    """Ids per image: [B, G] (TiTok), [B, G + L] (SelfBootTok compress), [B, G] (generate)."""
     images_BxHxWxC = np.asarray(images_BxHxWxC, np.float32)
     if images_BxHxWxC.ndim != 4 or images_BxHxWxC.shape[1:] != self.image_shape:
       raise ValueError(f'encode expects images of shape [B, {", ".join(map(str, self.image_shape))}]'
                        f' in [-1, 1]; got {images_BxHxWxC.shape}. Use load_images() to resize.')
+    if mode not in ('compress', 'generate'):
+      raise ValueError(f"mode={mode!r}; expected 'compress' or 'generate'")
+    if mode == 'generate':
+      if not self.is_selfboottok:
+        raise ValueError("mode='generate' needs a selfboottok tokenizer (TiTok has one mode)")
+      return self._batched(self._encode_global, images_BxHxWxC).astype(np.int32)
     return self._batched(self._encode, images_BxHxWxC).astype(np.int32)
 
-  def decode(self, ids_BxG) -> np.ndarray:
-    ids_BxG = np.asarray(ids_BxG)
-    g, k = self.config.model.num_latent_tokens, self.config.model.codebook_size
-    if ids_BxG.ndim != 2 or ids_BxG.shape[1] != g:
-      raise ValueError(f'decode expects ids of shape [B, {g}]; got {ids_BxG.shape}')
-    if not np.issubdtype(ids_BxG.dtype, np.integer) or ids_BxG.min() < 0 or ids_BxG.max() >= k:
-      raise ValueError(f'ids must be integers in [0, {k}); got dtype {ids_BxG.dtype}, '
-                       f'range [{ids_BxG.min()}, {ids_BxG.max()}]')
-    return np.clip(self._batched(self._decode, ids_BxG.astype(np.int32)), -1.0, 1.0)
+  def _check_ids(self, ids, lo, hi, k, what):
+    if ids.size and (ids[:, lo:hi].min() < 0 or ids[:, lo:hi].max() >= k):
+      raise ValueError(f'{what} ids must be in [0, {k}); got range '
+                       f'[{ids[:, lo:hi].min()}, {ids[:, lo:hi].max()}]')
 
-  def reconstruct(self, images_BxHxWxC) -> np.ndarray:
-    return self.decode(self.encode(images_BxHxWxC))
+  def decode(self, ids, temperature: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Images in [-1, 1] from ids. SelfBootTok: G + L columns decode in compress mode,
+    G columns in generate mode (local ids from the aligner: argmax when temperature is 0,
+    else sampled with this temperature and seed)."""
+    ids = np.asarray(ids)
+    g, l = self.num_global, self.num_local
+    widths = (g, g + l) if self.is_selfboottok else (g,)
+    if ids.ndim != 2 or ids.shape[1] not in widths:
+      raise ValueError(f'decode expects ids of shape [B, {" or ".join(map(str, widths))}]; '
+                       f'got {ids.shape}')
+    if not np.issubdtype(ids.dtype, np.integer):
+      raise ValueError(f'ids must be integers; got dtype {ids.dtype}')
+    ids = ids.astype(np.int32)
+    self._check_ids(ids, 0, g, self.config.model.codebook_size, 'global')
+    if ids.shape[1] == g + l and l:
+      self._check_ids(ids, g, g + l, self.config.model.local_codebook_size, 'local')
+    if self.is_selfboottok and ids.shape[1] == g:
+      key = jax.random.key(seed)
+      out = self._batched(self._decode_generate, ids,
+                          lambda i: jax.random.fold_in(key, i), float(temperature))
+    else:
+      out = self._batched(self._decode, ids)
+    return np.clip(out, -1.0, 1.0)
+
+  def local_nll_bits(self, ids_Bx_GL) -> np.ndarray:
+    """Per image: the aligner's mean -log2 p(local id | global ids) over the L slots, an
+    estimate of the bits per local token that the global ids do not already determine."""
+    ids = np.asarray(ids_Bx_GL, np.int32)
+    g = self.num_global
+    logits = self._batched(self._local_logits, ids[:, :g])
+    logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    nll = -np.take_along_axis(logp, ids[:, g:, None], -1)[..., 0]
+    return nll.mean(axis=1) / np.log(2.0)
+
+  def reconstruct(self, images_BxHxWxC, mode: str = 'compress', temperature: float = 0.0,
+                  seed: int = 0) -> np.ndarray:
+    return self.decode(self.encode(images_BxHxWxC, mode), temperature, seed)

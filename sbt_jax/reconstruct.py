@@ -8,10 +8,10 @@ from absl import app
 from absl import flags
 import numpy as np
 
-flags.DEFINE_string('workdir', None, 'Workdir of a trained tokenizer.')
+from sbt_jax import cli_flags
+
 flags.DEFINE_list('images', None, 'Image files and/or folders (searched recursively).')
 flags.DEFINE_string('out_dir', None, 'Folder for reconstructions, grid.png and metrics.')
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
 flags.mark_flags_as_required(['workdir', 'images', 'out_dir'])
 FLAGS = flags.FLAGS
 
@@ -20,9 +20,9 @@ def main(argv):
   del argv
   from sbt_jax import inference  # pylint: disable=g-import-not-at-top
   from sbt_jax.evaluators import image_grid  # pylint: disable=g-import-not-at-top
-  tok = inference.Tokenizer(FLAGS.workdir, FLAGS.step)
+  tok = cli_flags.make_tokenizer()
   images, files = inference.load_images(FLAGS.images, *tok.image_shape[::2])
-  recon = tok.reconstruct(images)
+  recon = tok.reconstruct(images, FLAGS.mode, FLAGS.temperature, FLAGS.seed)
   names = [os.path.splitext(os.path.basename(f))[0] + '_recon.png' for f in files]
   image_grid.save_images(recon, FLAGS.out_dir, names)
   image_grid.save_grid(os.path.join(FLAGS.out_dir, 'grid.png'), [images[:32], recon[:32]])

@@ -31,6 +31,14 @@ METRIC_DEFINITIONS = {
     'recall_inception': 'k-NN recall of reconstructions on Inception pool3 features',
     'codebook_usage': 'share of codebook entries used at least once over the split',
     'codebook_perplexity': 'exp(entropy) of the code frequencies over the split',
+    'codes_used': 'codebook entries used at least once over the split',
+    'entropy_bits': 'entropy (bits/token) of the code frequencies over the split',
+    'local_codebook_usage': 'SelfBootTok compress mode: share of local codebook entries used',
+    'local_codebook_perplexity': 'exp(entropy) of the local-id frequencies over the split',
+    'local_codes_used': 'local codebook entries used at least once over the split',
+    'local_entropy_bits': 'entropy (bits/token) of the local-id frequencies (marginal)',
+    'local_ce_bits': 'mean -log2 p(local id | global ids) under the aligner: bits per local '
+                     'token the global ids leave undetermined (an upper bound)',
     'gfid': 'FID of class-balanced generated samples vs the reference (split or '
             '--fid_reference)',
     'gfd_vgg': 'FD on VGG features of generated samples vs the reference',

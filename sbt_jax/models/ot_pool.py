@@ -51,11 +51,13 @@ def cost_matrix(x_NxD, y_LxD):
 
 def solve_plan(x_NxD, y_LxD, cfg: OTConfig):
   """Transport plan T (N x L, sums to ~1) and solver statistics for one image."""
-  xn = l2_normalize(x_NxD.astype(jnp.float32))
-  yn = l2_normalize(y_LxD.astype(jnp.float32))
+  dtype = jnp.promote_types(x_NxD.dtype, jnp.float32)  # bf16 -> f32; f64 stays f64
+  xn = l2_normalize(x_NxD.astype(dtype))
+  yn = l2_normalize(y_LxD.astype(dtype))
   if cfg.plan_grad == 'none':
     xn, yn = jax.lax.stop_gradient(xn), jax.lax.stop_gradient(yn)
-  epsilon = jax.lax.stop_gradient(cfg.epsilon_rel * jnp.mean(cost_matrix(xn, yn)))
+  # Explicit epsilon; with 'unroll' its dependence on the points is differentiated too.
+  epsilon = cfg.epsilon_rel * jnp.mean(cost_matrix(xn, yn))
   geom = pointcloud.PointCloud(xn, yn, epsilon=epsilon)
   tau_a = cfg.tau_a if cfg.marginals == 'unbalanced' else 1.0
   problem = linear_problem.LinearProblem(geom, tau_a=tau_a, tau_b=1.0)
@@ -79,7 +81,8 @@ def solve_plan(x_NxD, y_LxD, cfg: OTConfig):
 def pool(content_NxC, plan_NxL):
   """Slot j = plan-weighted mean of the 2D tokens it receives (L x C)."""
   mass_L = jnp.maximum(jnp.sum(plan_NxL, axis=0), 1e-12)
-  return (plan_NxL.T @ content_NxC.astype(jnp.float32)) / mass_L[:, None]
+  content_NxC = content_NxC.astype(jnp.promote_types(content_NxC.dtype, jnp.float32))
+  return (plan_NxL.T @ content_NxC) / mass_L[:, None]
 
 
 def transport_cost(x_NxD, y_LxD, plan_NxL):

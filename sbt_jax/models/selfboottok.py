@@ -172,6 +172,21 @@ class SelfBootTok(nn.Module):
     g_q = self.quantizer.lookup(global_ids_BxG)
     return self._predict_local(g_q, self.prototypes(g_q))[0]
 
+  def aligner_targets(self, x_BxHxWxC):
+    """What the aligner stage trains against: its inputs (g_q, prototypes) and its targets
+    (compress-mode local ids, l2-normalised 2D tokens f), all from the frozen tokenizer."""
+    g_q, _, patches, extra = self._encode_global(x_BxHxWxC)
+    protos = self.prototypes(g_q)
+    slots, f_BxNxF, _ = self._local_slots(patches, extra, protos)
+    _, laux = self.local_quantizer(slots)
+    return {'g_q': g_q, 'protos': protos, 'local_ids': laux['ids'],
+            'f': quantizer_lib.l2_normalize(f_BxNxF)}
+
+  def aligner_predict(self, g_q_BxGxT, protos_BxLxF):
+    """(local-id logits, l2-normalised predicted 2D tokens f_hat)."""
+    logits, f_hat, _ = self._predict_local(g_q_BxGxT, protos_BxLxF)
+    return logits, quantizer_lib.l2_normalize(f_hat)
+
   def decode_compress(self, global_ids_BxG, local_ids_BxL):
     g_q = self.quantizer.lookup(global_ids_BxG)
     plan = None

@@ -5,4 +5,7 @@ def get_task(stage: str):
   if stage == 'tokenizer':
     from sbt_jax.trainers import tokenizer  # pylint: disable=g-import-not-at-top
     return tokenizer.TokenizerTask
-  raise ValueError(f'Unknown config.stage={stage!r}; known: tokenizer')
+  if stage == 'aligner':
+    from sbt_jax.trainers import aligner  # pylint: disable=g-import-not-at-top
+    return aligner.AlignerTask
+  raise ValueError(f'Unknown config.stage={stage!r}; known: tokenizer, aligner')

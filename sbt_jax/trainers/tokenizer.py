@@ -188,14 +188,19 @@ class TokenizerTask:
     # LPIPS is a loss term and an eval metric, so its params are always loaded.
     return {'lpips': lpips_lib.load_params('vgg16')}
 
+  def full_params(self, state, frozen):
+    """The tokenizer params eval uses (EMA if kept)."""
+    del frozen
+    return state_lib.eval_params(state)
+
   def evaluate(self, state, frozen, *, step: int, workdir: str | None):
     """Metrics over data.eval_split (mean PSNR/SSIM/LPIPS, codebook usage) + a PNG grid."""
-    cfg = self.config
+    cfg = getattr(self, 'eval_config', self.config)
     if self._eval_step is None:
       batch_sh = sharding.batch_sharding(self.mesh)
       self._eval_step = jax.jit(functools.partial(eval_step, model=self.model),
                                 out_shardings=(batch_sh, batch_sh, batch_sh))
-    params = state_lib.eval_params(state)
+    params = self.full_params(state, frozen)
     loader = pipeline.make_eval_loader(
         cfg.data, num_images=cfg.train.eval_num_images,
         process_index=jax.process_index(), process_count=jax.process_count())
