@@ -36,3 +36,16 @@ def tiny_workdir(fmnist_data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('tiny_run') / 'w')
   loop.train_and_evaluate(c, workdir)
   return workdir
+
+
+@pytest.fixture(scope='session')
+def tiny_sbt_workdir(fmnist_data_dir, tmp_path_factory):
+  """Workdir of a 4-step runlocal SelfBootTok run on the fake data (checkpoints at 2 and 4)."""
+  from configs import selfboottok_fmnist  # pylint: disable=g-import-not-at-top
+  from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
+  c = selfboottok_fmnist.get_config('runlocal')
+  c.data.data_dir = fmnist_data_dir
+  c.train.eval_every = -1
+  workdir = str(tmp_path_factory.mktemp('tiny_sbt_run') / 'w')
+  loop.train_and_evaluate(c, workdir)
+  return workdir

@@ -1,0 +1,125 @@
+"""The aligner stage, the two-mode API and CLIs on a trained (tiny) SelfBootTok."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import selfboottok_fmnist
+from sbt_jax import inference
+from sbt_jax.trainers import loop
+
+
+@pytest.fixture(scope='module')
+def aligner_workdir(tiny_sbt_workdir, fmnist_data_dir, tmp_path_factory):
+  c = selfboottok_fmnist.get_config('runlocal,aligner')
+  c.data.data_dir = fmnist_data_dir
+  c.aligner.tokenizer_workdir = tiny_sbt_workdir
+  c.train.eval_every = 0  # eval at the end: both modes with the merged params
+  workdir = str(tmp_path_factory.mktemp('aligner_run') / 'w')
+  _, final_eval = loop.train_and_evaluate(c, workdir)
+  return workdir, final_eval
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_aligner_stage_trains_in_two_phases_and_evaluates(aligner_workdir):
+  workdir, final_eval = aligner_workdir
+  rows = [r for r in _metrics(workdir) if 'train/phase' in r]
+  assert [r['train/phase'] for r in rows] == [1.0, 2.0]  # steps 1-2: alignment; 3-4: CE
+  for key in ('eval/psnr', 'eval/generate_psnr', 'eval/local_ce_bits',
+              'eval/local_codes_used'):
+    assert np.isfinite(final_eval[key]), key
+
+
+def test_aligner_stage_leaves_every_frozen_parameter_bit_identical(tiny_sbt_workdir,
+                                                                   aligner_workdir):
+  workdir, _ = aligner_workdir
+  base = inference.Tokenizer(tiny_sbt_workdir, batch_size=8)
+  swapped = inference.Tokenizer(tiny_sbt_workdir, batch_size=8, aligner_workdir=workdir)
+  frozen = {k: v for k, v in base.params.items() if k != 'aligner'}
+  swapped_frozen = {k: v for k, v in swapped.params.items() if k != 'aligner'}
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+               frozen, swapped_frozen)
+  # The new aligner has another size (runlocal,aligner: width 48 vs 32).
+  assert (jax.tree.leaves(swapped.params['aligner'])[0].shape
+          != jax.tree.leaves(base.params['aligner'])[0].shape or
+          jax.tree.structure(swapped.params['aligner']) != jax.tree.structure(
+              base.params['aligner']))
+  images = np.random.RandomState(0).uniform(-1, 1, (5, 28, 28, 1)).astype(np.float32)
+  # Same global and compress-mode ids; generate mode changes with the aligner.
+  np.testing.assert_array_equal(base.encode(images, 'generate'),
+                                swapped.encode(images, 'generate'))
+  ids = base.encode(images)
+  np.testing.assert_array_equal(ids, swapped.encode(images))
+  np.testing.assert_array_equal(base.decode(ids), swapped.decode(ids))
+  g = base.encode(images, 'generate')
+  assert not np.array_equal(base.decode(g), swapped.decode(g))
+  # The aligner checkpoint holds only the aligner.
+  restored = inference._restore_task_params(workdir, None, base.mesh)[2]
+  assert set(restored) == set(swapped.params['aligner'])
+
+
+def test_two_mode_api_shapes_and_errors(tiny_sbt_workdir):
+  tok = inference.Tokenizer(tiny_sbt_workdir, batch_size=8)
+  g, l = tok.num_global, tok.num_local
+  images = np.random.RandomState(1).uniform(-1, 1, (3, 28, 28, 1)).astype(np.float32)
+  compress = tok.encode(images, 'compress')
+  generate = tok.encode(images, 'generate')
+  assert compress.shape == (3, g + l) and generate.shape == (3, g)
+  np.testing.assert_array_equal(compress[:, :g], generate)
+  assert tok.decode(compress).shape == images.shape
+  argmax = tok.decode(generate)
+  np.testing.assert_array_equal(argmax, tok.decode(generate, temperature=0.0, seed=5))
+  np.testing.assert_array_equal(tok.decode(generate, 1.0, seed=3),
+                                tok.decode(generate, 1.0, seed=3))
+  bits = tok.local_nll_bits(compress)
+  assert bits.shape == (3,) and np.all(bits >= 0)
+  with pytest.raises(ValueError, match=r'\[B, 4 or 8\]'):
+    tok.decode(compress[:, :g + 1])
+  bad = compress.copy()
+  bad[0, g] = tok.config.model.local_codebook_size
+  with pytest.raises(ValueError, match='local ids must be in'):
+    tok.decode(bad)
+  with pytest.raises(ValueError, match='mode='):
+    tok.encode(images, 'both')
+
+
+def test_wrong_workdirs_give_clear_errors(tiny_workdir, tiny_sbt_workdir, aligner_workdir):
+  with pytest.raises(ValueError, match='needs a selfboottok'):
+    inference.Tokenizer(tiny_workdir, aligner_workdir=aligner_workdir[0])
+  with pytest.raises(ValueError, match="not stage='aligner'"):
+    inference.Tokenizer(tiny_sbt_workdir, aligner_workdir=tiny_sbt_workdir)
+  with pytest.raises(ValueError, match='is a .aligner. run'):
+    inference.Tokenizer(aligner_workdir[0])
+  titok = inference.Tokenizer(tiny_workdir, batch_size=8)
+  with pytest.raises(ValueError, match="mode='generate' needs a selfboottok"):
+    titok.encode(np.zeros((1, 28, 28, 1), np.float32), 'generate')
+  c = selfboottok_fmnist.get_config('runlocal,aligner')
+  c.aligner.tokenizer_workdir = tiny_workdir
+  with pytest.raises(ValueError, match="holds a 'titok' tokenizer"):
+    loop.train_and_evaluate(c, str(aligner_workdir[0]) + '_bad')
+
+
+def test_generate_mode_cli(tiny_sbt_workdir, aligner_workdir, tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.fromarray((np.random.RandomState(0).rand(28, 28) * 255).astype(np.uint8)).save(
+      tmp_path / 'a.png')
+  env = {**os.environ, 'PYTHONPATH': os.getcwd(), 'JAX_PLATFORMS': 'cpu'}
+  run = lambda *args: subprocess.run([sys.executable, '-m', *args], capture_output=True,
+                                     text=True, env=env, check=False)
+  r = run('sbt_jax.encode', f'--workdir={tiny_sbt_workdir}', f'--images={tmp_path / "a.png"}',
+          f'--out={tmp_path / "ids.npz"}', '--mode=generate')
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert np.load(tmp_path / 'ids.npz')['ids'].shape == (1, 4)
+  r = run('sbt_jax.decode', f'--workdir={tiny_sbt_workdir}', f'--ids={tmp_path / "ids.npz"}',
+          f'--out_dir={tmp_path / "out"}', '--temperature=1.0', '--seed=2',
+          f'--aligner_workdir={aligner_workdir[0]}')
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert os.path.isfile(tmp_path / 'out' / '00000.png')
