@@ -7,11 +7,11 @@ data, checkpoints, metrics, the stop-on-NaN rule and preemption (SIGTERM: save, 
 """
 import json
 import math
-import os
 import time
 
 from absl import logging
 from clu import periodic_actions
+from etils import epath
 import jax
 import ml_collections
 import numpy as np
@@ -34,9 +34,8 @@ def _due(step: int, every: int, last: int) -> bool:
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    (epath.Path(workdir) / 'config.json').write_text(config.to_json_best_effort(indent=2))
 
 
 def compile_train_step(task, mesh, state_shardings, config):
@@ -57,7 +56,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls
   """
   from sbt_jax import trainers  # pylint: disable=g-import-not-at-top
   config_defaults.validate(config)
-  workdir = os.path.abspath(workdir)
+  workdir = checkpointing.resolve_workdir(workdir)  # a local path or gs://...
   save_config(config, workdir)
   mesh = sharding.make_mesh(config.mesh, devices)
   task = (task_cls or trainers.get_task(config.stage))(config, mesh)
@@ -138,6 +137,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls
                     'the same command again to resume.', step, num_steps, ckpt.directory)
     return state, {}
   if jax.process_index() == 0 and last_eval:
-    with open(os.path.join(workdir, 'eval_final.json'), 'w') as f:
-      json.dump({'step': num_steps, **last_eval}, f, indent=2)
+    (epath.Path(workdir) / 'eval_final.json').write_text(
+        json.dumps({'step': num_steps, **last_eval}, indent=2))
   return state, last_eval
