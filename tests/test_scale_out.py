@@ -1,5 +1,6 @@
-"""`python -m sbt_jax.main` as real processes: 2 JAX processes (gloo) match one 8-device run;
-SIGKILL and SIGTERM mid-run, then the same command resumes to bit-identical params."""
+"""`python -m sbt_jax.main` as real processes: 2 JAX processes (gloo) match one 8-device run
+and stop together on SIGTERM; SIGKILL and SIGTERM mid-run, then the same command resumes to
+bit-identical params."""
 import json
 import os
 import signal
@@ -63,7 +64,10 @@ def _free_port():
 
 
 def _losses(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
     rows = [json.loads(line) for line in f]
   return [(r['step'], r['train/loss']) for r in rows if 'train/loss' in r]
 
@@ -75,30 +79,45 @@ def _steps(workdir):
   return sorted(int(n) for n in os.listdir(ckpt_dir) if n.isdigit())
 
 
-def test_two_processes_match_one_eight_device_process(fmnist_data_dir, tmp_path):
+# The 2-process run is stopped by SIGTERM after a few steps, long before its end.
+TWO_PROCESS_RUN = {'train.num_steps': 30, 'train.checkpoint_every': 1000}
+
+
+def test_two_processes_match_one_process_and_stop_together(fmnist_data_dir, tmp_path):
+  """2 processes x 4 CPU devices (gloo) train like 1 process x 8 devices; SIGTERM to one
+  process stops both at the same step with one checkpoint."""
   workdir = str(tmp_path / 'two_procs')
   port = _free_port()
   procs = []
   for pid in range(2):
     cmd = _command(workdir, fmnist_data_dir, '--distributed', '--cpu_devices=4',
                    f'--coordinator_address=localhost:{port}', '--num_processes=2',
-                   f'--process_id={pid}')
+                   f'--process_id={pid}', **{k: str(v) for k, v in TWO_PROCESS_RUN.items()})
     log = str(tmp_path / f'process{pid}.log')
     procs.append((_start(cmd, log), log))
+  deadline = time.time() + 240
+  while (len(_losses(workdir)) < 3 and all(p.poll() is None for p, _ in procs)
+         and time.time() < deadline):
+    time.sleep(0.05)
+  procs[1][0].send_signal(signal.SIGTERM)  # A preemption notice reaches one host only.
+  stopped_at = []
   for proc, log in procs:
     rc, text = _wait(proc, log)
     assert rc == 0, text[-3000:]
+    stopped_at.append(int(text.split('Preempted: stopped after step ')[1].split()[0]))
   assert 'process 1/2, 4 local / 8 global devices' in open(procs[1][1]).read()
-  reference_dir = str(tmp_path / 'one_proc')
-  loop.train_and_evaluate(_config(fmnist_data_dir), reference_dir)
-  two, one = _losses(workdir), _losses(reference_dir)
-  # Process 0 alone wrote metrics: one row per step, not two.
-  assert [s for s, _ in two] == [s for s, _ in one] == [1, 2, 3, 4]
-  np.testing.assert_allclose([l for _, l in two], [l for _, l in one], rtol=1e-5)
-  # Both processes wrote their part of the same checkpoint.
-  assert _steps(workdir) == [2, 4]
-  data_iter_files = os.listdir(os.path.join(workdir, 'checkpoints', '4', 'data_iter'))
+  step = stopped_at[0]
+  assert stopped_at == [step, step] and 3 <= step < TWO_PROCESS_RUN['train.num_steps']
+  # Both processes wrote their part of the one checkpoint, at the step they stopped.
+  assert _steps(workdir) == [step]
+  data_iter_files = os.listdir(os.path.join(workdir, 'checkpoints', str(step), 'data_iter'))
   assert {'process_0-of-2.json', 'process_1-of-2.json'} <= set(data_iter_files)
+  reference_dir = str(tmp_path / 'one_proc')
+  loop.train_and_evaluate(_config(fmnist_data_dir, **TWO_PROCESS_RUN), reference_dir)
+  two, one = _losses(workdir), _losses(reference_dir)[:step]
+  # Process 0 alone wrote metrics: one row per step, not two.
+  assert [s for s, _ in two] == [s for s, _ in one] == list(range(1, step + 1))
+  np.testing.assert_allclose([l for _, l in two], [l for _, l in one], rtol=1e-5)
 
 
 # Long enough that a kill lands mid-run; cheap steps (runlocal model, 1 device).
