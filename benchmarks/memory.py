@@ -8,7 +8,8 @@ For each (model.remat_policy, model.scan_layers) pair it compiles TokenizerTask.
     bytes (donated state reused for the output), temp bytes (activations and other
     intermediates, the part remat and scan change) and the peak estimate
     argument + output - alias + temp;
-  - compile time and the median step time over --steps steps after one warm-up step.
+  - compile time and the median step time over --steps steps after one warm-up step
+    (--steps 0: compile only, e.g. for the memory of a batch too slow to run on a CPU).
 On a CPU the analysis is that of the CPU compilation; TPU/GPU compilations differ in
 detail but remat and scan shift the temp bytes the same way.
 """
@@ -56,16 +57,22 @@ def memory_stats(compiled) -> dict:
 
 
 def bench(config, batch, steps):
+  """Memory stats, compile time, median step time and all step times (steps=0: no run)."""
   mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
   task = tokenizer.TokenizerTask(config, mesh)
-  state = jax.jit(task.init_state)(jax.random.key(0))
-  images = jax.random.uniform(jax.random.key(1), (batch,) + task.dummy_images().shape[1:],
-                              jnp.float32, -1.0, 1.0)
-  args = ({'image': images}, jax.random.key(2))
+  state = jax.eval_shape(task.init_state, jax.random.key(0))
+  images = jax.ShapeDtypeStruct((batch,) + task.dummy_images().shape[1:], jnp.float32)
   t0 = time.perf_counter()
-  compiled = jax.jit(task.train_step, donate_argnums=(0,)).lower(state, {}, *args).compile()
+  compiled = jax.jit(task.train_step, donate_argnums=(0,)).lower(
+      state, {}, {'image': images}, jax.random.key(2)).compile()
   compile_s = time.perf_counter() - t0
-  med, times = throughput.time_stateful(compiled, state, ({},) + args, steps, warmup=1)
+  if not steps:
+    return memory_stats(compiled), compile_s, None, []
+  state = jax.jit(task.init_state)(jax.random.key(0))
+  images = jax.random.uniform(jax.random.key(1), images.shape, jnp.float32, -1.0, 1.0)
+  med, times = throughput.time_stateful(compiled, state,
+                                        ({}, {'image': images}, jax.random.key(2)), steps,
+                                        warmup=1)
   return memory_stats(compiled), compile_s, med, times
 
 
@@ -74,7 +81,8 @@ def main(argv=None):
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--config', default='b64', choices=CONFIGS)
   p.add_argument('--batch', type=int, default=2)
-  p.add_argument('--steps', type=int, default=2, help='timed steps (median reported)')
+  p.add_argument('--steps', type=int, default=2,
+                 help='timed steps (median reported); 0: compile and analyse only')
   p.add_argument('--dtype', default='', choices=('', 'float32', 'bfloat16'),
                  help="compute dtype ('': the config's, bfloat16 for the ImageNet configs)")
   p.add_argument('--variants', default=VARIANTS,
@@ -101,7 +109,7 @@ def main(argv=None):
       'attention_impl_resolved': attention_lib.resolve_impl(m.attention_impl),
       'device': throughput.device_description(), 'jax_version': jax.__version__,
       'git': throughput.git_revision(), 'command': command, 'steps': args.steps,
-      'warmup': 1,
+      'warmup': 1 if args.steps else 0,
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       'loadavg_1m_at_start': os.getloadavg()[0],
   }
@@ -118,14 +126,17 @@ def main(argv=None):
     extra = dict(common, name=name, remat_policy=remat, scan_layers=scan == 'scan',
                  memory_bytes=stats, compile_time_s=compile_s, step_times_s=times,
                  loadavg_1m=os.getloadavg()[0])
-    for metric, value, unit in (('peak_memory_bytes', stats['peak_estimate'], 'bytes'),
-                                ('temp_memory_bytes', stats['temp'], 'bytes'),
-                                ('step_time_s', med, 's'),
-                                ('compile_time_s', compile_s, 's')):
+    metrics = [('peak_memory_bytes', stats['peak_estimate'], 'bytes'),
+               ('temp_memory_bytes', stats['temp'], 'bytes'),
+               ('compile_time_s', compile_s, 's')]
+    if med is not None:
+      metrics.append(('step_time_s', med, 's'))
+    for metric, value, unit in metrics:
       records.append(dict(extra, metric=metric, value=value, unit=unit))
+    step = f'step {med:6.2f} s' if med is not None else 'not run'
     print(f'{name:50s} peak {stats["peak_estimate"] / 2**30:6.2f} GiB  temp '
           f'{stats["temp"] / 2**30:6.2f} GiB  args {stats["argument"] / 2**30:5.2f} GiB  '
-          f'step {med:6.2f} s  compile {compile_s:5.1f} s', flush=True)
+          f'{step}  compile {compile_s:5.1f} s', flush=True)
   if args.out not in ('', '-'):
     with open(args.out, 'a') as f:
       for r in records:
