@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-time local set-up (idempotent): Debian's Fashion-MNIST, a virtualenv in .venv with the
-# pinned requirements, and the TFDS ArrayRecord build of Fashion-MNIST. Safe to re-run.
+# One-time local set-up (idempotent): Debian's Fashion-MNIST and shellcheck, a virtualenv in
+# .venv with the pinned requirements, and the TFDS ArrayRecord build of Fashion-MNIST.
+# Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,16 @@ if [[ ! -f "${FMNIST_DIR}/train-images-idx3-ubyte.gz" ]]; then
     apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
   else
     echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist'." >&2
+    exit 1
+  fi
+fi
+
+# The tests lint launch/*.sh with shellcheck.
+if ! command -v shellcheck >/dev/null; then
+  if [[ "$(id -u)" == "0" ]]; then
+    apt-get update -qq && apt-get install -y -qq shellcheck
+  else
+    echo "shellcheck is missing (the tests lint launch/*.sh): run 'sudo apt-get install shellcheck'." >&2
     exit 1
   fi
 fi

@@ -16,8 +16,13 @@ class CheckpointError(RuntimeError):
   """A checkpoint is missing, corrupt or does not match the model."""
 
 
+def resolve_workdir(workdir: str) -> str:
+  """Absolute local path, or a URL (gs://...) as given."""
+  return workdir if '://' in workdir else os.path.abspath(workdir)
+
+
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+  return os.path.join(resolve_workdir(workdir), 'checkpoints')
 
 
 def abstract_like(tree, shardings):

@@ -8,6 +8,8 @@ locked: assigning a key that is not defined here (a typo in a config file or in 
 import ml_collections
 
 STAGES = ('tokenizer', 'aligner')
+# model.remat_policy values (models/vit.py:REMAT_POLICIES says what each one keeps).
+REMAT_POLICIES = ('none', 'full', 'dots_saveable', 'dots_with_no_batch_dims_saveable')
 MODEL_SIZES = {
     # name: (width, depth, num_heads), as in ViT / TiTok.
     'tiny': (64, 2, 2),
@@ -128,6 +130,14 @@ def base_config() -> ml_collections.ConfigDict:
   # Attention kernel: 'auto' (chunked on CPU, xla elsewhere), 'xla' or 'chunked'
   # (per-example scores with recompute in the backward pass; see models/attention.py).
   c.model.attention_impl = 'auto'
+  # Rematerialisation of each transformer block in the backward pass (memory for compute):
+  # 'none', 'full' (keep only block inputs), 'dots_saveable' (keep matmul outputs) or
+  # 'dots_with_no_batch_dims_saveable'. Params are unchanged, so checkpoints stay valid.
+  c.model.remat_policy = 'none'
+  # Run the blocks under nn.scan (one compiled block: faster compiles, lower peak memory
+  # with remat). Params get a leading 'layers' axis, so a checkpoint of a run with
+  # scan_layers=False does not load with True and vice versa.
+  c.model.scan_layers = False
 
   c.loss = ml_collections.ConfigDict()
   # Weight of the mean absolute pixel error (images in [-1, 1]).
@@ -212,6 +222,7 @@ def base_config() -> ml_collections.ConfigDict:
       ('vocab', None),
       ('token', None),
       ('length', None),
+      ('layers', None),  # the stacked-blocks axis of model.scan_layers
   )
   c.lock()
   return c
@@ -237,6 +248,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.model.attention_impl not in ('auto', 'xla', 'chunked'):
     fail(f"model.attention_impl={c.model.attention_impl!r}; expected 'auto', 'xla' or "
          "'chunked'")
+  if c.model.remat_policy not in REMAT_POLICIES:
+    fail(f'model.remat_policy={c.model.remat_policy!r}; expected one of {REMAT_POLICIES}')
   if c.model.name not in ('titok', 'selfboottok'):
     fail(f"model.name={c.model.name!r}; expected 'titok' or 'selfboottok'")
   if c.model.name == 'selfboottok':

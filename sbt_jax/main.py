@@ -1,6 +1,9 @@
 """Entry point: `python -m sbt_jax.main --config configs/X.py[:variant] --workdir DIR`.
 
 Parses flags, initialises multi-host JAX when asked, and hands off to the shared loop.
+Several processes on one CPU machine (what the multi-process test runs):
+  python -m sbt_jax.main --config C --workdir W --distributed --cpu_devices 4 \
+      --coordinator_address localhost:PORT --num_processes 2 --process_id {0,1}
 Override any field with `--config.a.b=value`; an unknown field or a wrong type is an error.
 """
 import logging as logging_std
@@ -11,11 +14,21 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from sbt_jax import distributed
+
 config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py[:variant]).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and images.')
 flags.DEFINE_bool('distributed', False,
                   'Call jax.distributed.initialize() (multi-host TPU/GPU launches).')
+flags.DEFINE_string('coordinator_address', None,
+                    'With --distributed: host:port of process 0, for launches where JAX cannot '
+                    'detect it (several processes on one machine). Needs the two flags below.')
+flags.DEFINE_integer('num_processes', None, 'With --coordinator_address: number of processes.')
+flags.DEFINE_integer('process_id', None, 'With --coordinator_address: this process, 0-based.')
+flags.DEFINE_integer('cpu_devices', None,
+                     'CPU only: fake devices in this process (and gloo collectives across '
+                     'processes), e.g. to test multi-process training on one machine.')
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 
@@ -33,8 +46,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  if FLAGS.cpu_devices is not None:
+    distributed.configure_cpu(FLAGS.cpu_devices)
   if FLAGS.distributed:
-    jax.distributed.initialize()
+    distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                           num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  elif FLAGS.coordinator_address is not None:
+    raise app.UsageError('--coordinator_address needs --distributed')
   from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
   logging.info('JAX %s: process %d/%d, %d local / %d global devices (%s).', jax.__version__,
                jax.process_index(), jax.process_count(), jax.local_device_count(),

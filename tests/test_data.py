@@ -139,18 +139,31 @@ def test_train_loader_is_seeded_and_reshuffles_each_epoch(data_dir):
   assert order[:NUM_TRAIN] != list(range(NUM_TRAIN))
 
 
-def test_train_loader_gives_hosts_disjoint_slices(data_dir):
+def test_train_loader_hosts_read_slices_of_the_one_host_batches(data_dir):
   cfg = _cfg(data_dir)
-  per_host = []
+  one_host = _take(iter(pipeline.make_train_loader(cfg, seed=0)), NUM_TRAIN // 4 + 2)
+  hosts = []
   for process_index in range(2):
     loader = pipeline.make_train_loader(cfg, seed=0, process_index=process_index,
                                         process_count=2)
-    batches = _take(iter(loader), NUM_TRAIN // 2 // 2)  # One epoch of this host's slice.
+    iterator = iter(loader)
+    batches = _take(iterator, NUM_TRAIN // 4)  # One epoch of global batches.
     assert all(b['image'].shape == (2, 28, 28, 1) for b in batches)
-    per_host.append({i for b in batches for i in _ids(b['image'])})
-  assert len(per_host[0]) == len(per_host[1]) == NUM_TRAIN // 2
-  assert not per_host[0] & per_host[1]
-  assert per_host[0] | per_host[1] == set(range(NUM_TRAIN))
+    # A host's iterator checkpoint resumes its own slice.
+    state = iterator.get_state()
+    expected = _take(iterator, 2)
+    resumed = iter(pipeline.make_train_loader(cfg, seed=0, process_index=process_index,
+                                              process_count=2))
+    resumed.set_state(state)
+    _assert_same_batches(_take(resumed, 2), expected)
+    hosts.append(batches + expected)
+  # Host batches stacked in process order are the one-host run's global batches, so a run
+  # on 2 hosts trains on exactly the data of a run on 1.
+  for k, batch in enumerate(one_host):
+    stacked = np.concatenate([hosts[0][k]['image'], hosts[1][k]['image']])
+    np.testing.assert_array_equal(stacked, batch['image'])
+  ids = [{i for b in host[:NUM_TRAIN // 4] for i in _ids(b['image'])} for host in hosts]
+  assert not ids[0] & ids[1] and ids[0] | ids[1] == set(range(NUM_TRAIN))
   with pytest.raises(ValueError, match='global_batch_size=4 is not divisible'):
     pipeline.make_train_loader(cfg, seed=0, process_index=0, process_count=3)
 

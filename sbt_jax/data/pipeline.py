@@ -128,29 +128,56 @@ def _read_options(data_cfg) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=data_cfg.read_threads)
 
 
+class _HostSliceSampler:
+  """Host h's records of a global record order: its slice of every global batch.
+
+  Local record i is global record k * G + h * B + j, with (k, j) = divmod(i, B), B the
+  per-host and G the global batch. Stacking the hosts' k-th batches in process order gives
+  global records [k * G, (k + 1) * G): the global batches do not depend on process_count.
+  """
+
+  def __init__(self, sampler, batch_size: int, process_index: int, process_count: int):
+    self._sampler, self._batch_size = sampler, batch_size
+    self._process_index, self._process_count = process_index, process_count
+
+  def __len__(self) -> int:
+    return len(self._sampler) // self._process_count
+
+  def __getitem__(self, index: int):
+    k, j = divmod(index, self._batch_size)
+    global_index = (k * self._process_count + self._process_index) * self._batch_size + j
+    return self._sampler[global_index]
+
+  def __repr__(self) -> str:
+    # grain checks repr(sampler) when it restores an iterator checkpoint.
+    return (f'HostSlice({self._sampler!r}, batch_size={self._batch_size}, '
+            f'process_index={self._process_index}, process_count={self._process_count})')
+
+
 def make_train_loader(data_cfg: ml_collections.ConfigDict, *, seed: int,
                       process_index: int = 0, process_count: int = 1) -> grain.DataLoader:
-  """Infinite, seeded shuffle of this host's disjoint slice, in per-host batches.
+  """Infinite, seeded shuffle of the split, in per-host batches.
 
-  Host h reads the h-th of process_count contiguous, equal slices of the split (a
-  remainder is dropped), reshuffled every epoch. `iter(loader)` supports get_state /
-  set_state and the orbax args above.
+  One global order (a function of `seed` only, reshuffled every epoch) is cut into global
+  batches; host h reads and decodes only its h-th slice of each (`_HostSliceSampler`), so
+  a run on P hosts trains on the same global batches as a run on one host. `iter(loader)`
+  supports get_state / set_state and the orbax args above.
   """
   batch_size = _per_host(data_cfg.global_batch_size, process_count, 'global_batch_size')
   source = make_source(data_cfg, data_cfg.train_split)
-  if len(source) < process_count:
-    raise ValueError(f'Split {data_cfg.train_split!r} of {data_cfg.name!r} has '
-                     f'{len(source)} examples, fewer than the {process_count} processes.')
-  shard = grain.sharding.ShardOptions(process_index, process_count, drop_remainder=True)
+  no_shard = grain.sharding.NoSharding()
   sampler = grain.samplers.IndexSampler(
-      num_records=len(source), shard_options=shard, shuffle=True, num_epochs=None,
+      num_records=len(source), shard_options=no_shard, shuffle=True, num_epochs=None,
       seed=int(seed))
+  if process_count > 1:  # With one process the slice is the identity; keep the plain
+    # sampler so iterator checkpoints of single-process runs stay valid.
+    sampler = _HostSliceSampler(sampler, batch_size, process_index, process_count)
   return grain.DataLoader(
       data_source=_PreprocessedSource(source, data_cfg.image_size, data_cfg.channels),
       sampler=sampler,
       operations=[grain.transforms.Batch(batch_size, drop_remainder=True)],
       worker_count=data_cfg.worker_count,
-      shard_options=shard,
+      shard_options=no_shard,
       read_options=_read_options(data_cfg))
 
 

@@ -1,6 +1,8 @@
 """PNG grids of images (rows of originals and reconstructions, or samples)."""
+import io
 import os
 
+from etils import epath
 import numpy as np
 from PIL import Image
 
@@ -27,10 +29,12 @@ def save_grid(path: str, rows, scale: int = 1) -> str:
   img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
   if scale > 1:
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  tmp = path + '.tmp'
-  img.save(tmp, format='PNG')
-  os.replace(tmp, path)
+  buffer = io.BytesIO()
+  img.save(buffer, format='PNG')
+  epath.Path(path).parent.mkdir(parents=True, exist_ok=True)  # local or gs://
+  tmp = epath.Path(path + '.tmp')
+  tmp.write_bytes(buffer.getvalue())
+  tmp.replace(path)
   return path
 
 

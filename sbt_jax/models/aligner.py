@@ -27,6 +27,8 @@ class Aligner2D(nn.Module):
   mlp_dim: int
   dtype: Any = jnp.float32
   attention_impl: str = 'auto'
+  remat_policy: str = 'none'
+  scan_layers: bool = False
 
   def setup(self):
     self.pos_queries = self.param('pos_queries', vit.posemb_init(None, 'embed'),
@@ -36,7 +38,8 @@ class Aligner2D(nn.Module):
     self.slot_embed = vit.Dense(self.width, self.dtype, 'slot_embed', ('token', 'embed'),
                                 ('embed',))
     self.transformer = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
-                                       self.attention_impl, name='transformer')
+                                       self.attention_impl, self.remat_policy,
+                                       self.scan_layers, name='transformer')
     self.to_feature = vit.Dense(self.feature_dim, self.dtype, 'to_feature',
                                 ('embed', 'token'), ('token',))
     self.pooled_embed = vit.Dense(self.width, self.dtype, 'pooled_embed',

@@ -83,6 +83,8 @@ class SelfBootTok(nn.Module):
   generate_recon: bool = False
   dtype: Any = jnp.float32
   attention_impl: str = 'auto'
+  remat_policy: str = 'none'
+  scan_layers: bool = False
 
   @property
   def num_patches(self):
@@ -93,7 +95,7 @@ class SelfBootTok(nn.Module):
     self.encoder = titok.Encoder(
         self.patch_size, self.num_global_tokens, self.token_dim, enc['width'], enc['depth'],
         enc['num_heads'], enc['mlp_ratio'] * enc['width'], self.dtype, self.attention_impl,
-        num_extra_latents=self.num_local_tokens if self.local_tokens == 'latent' else 0)
+        self.remat_policy, self.scan_layers, num_extra_latents=self.num_local_tokens if self.local_tokens == 'latent' else 0)
     if self.global_quantizer == 'soft':
       self.quantizer = soft_quantizer.SoftQuantizer(
           self.codebook_size, self.token_dim, self.commitment_cost, self.soft_temperature,
@@ -112,10 +114,11 @@ class SelfBootTok(nn.Module):
     self.aligner = aligner_lib.Aligner2D(
         self.num_patches, self.local_token_dim, self.local_codebook_size, al['width'],
         al['depth'], al['num_heads'], al['mlp_ratio'] * al['width'], self.dtype,
-        self.attention_impl)
+        self.attention_impl, self.remat_policy, self.scan_layers)
     self.decoder = titok.Decoder(
         self.image_size, self.channels, self.patch_size, dec['width'], dec['depth'],
-        dec['num_heads'], dec['mlp_ratio'] * dec['width'], self.dtype, self.attention_impl)
+        dec['num_heads'], dec['mlp_ratio'] * dec['width'], self.dtype, self.attention_impl,
+        self.remat_policy, self.scan_layers)
 
   # --- pieces -------------------------------------------------------------------------
 
@@ -262,4 +265,5 @@ def build(config: ml_collections.ConfigDict, aligner_cfg=None) -> SelfBootTok:
       encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),
       aligner_cfg=dict(aligner_cfg if aligner_cfg is not None else m.aligner),
       generate_recon=config.loss.w_generate > 0,
-      dtype=titok.DTYPES[m.compute_dtype], attention_impl=m.attention_impl)
+      dtype=titok.DTYPES[m.compute_dtype], attention_impl=m.attention_impl,
+      remat_policy=m.remat_policy, scan_layers=m.scan_layers)

@@ -26,6 +26,8 @@ class Encoder(nn.Module):
   mlp_dim: int
   dtype: Any = jnp.float32
   attention_impl: str = 'auto'
+  remat_policy: str = 'none'
+  scan_layers: bool = False
   # Extra latent queries whose hidden states are returned unprojected (SelfBootTok's
   # local_tokens='latent' control); 0 keeps TiTok's parameter tree.
   num_extra_latents: int = 0
@@ -51,7 +53,8 @@ class Encoder(nn.Module):
       parts.append(jnp.broadcast_to(extra_ExD, (b, self.num_extra_latents, self.width)))
     h_BxLxD = jnp.concatenate(parts, axis=1)
     h_BxLxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
-                              self.attention_impl, name='transformer')(h_BxLxD)
+                              self.attention_impl, self.remat_policy, self.scan_layers,
+                              name='transformer')(h_BxLxD)
     g = self.num_latent_tokens
     z_BxGxT = vit.Dense(self.token_dim, self.dtype, 'to_token', ('embed', 'token'),
                         ('token',))(h_BxLxD[:, n:n + g])
@@ -68,6 +71,8 @@ class Decoder(nn.Module):
   mlp_dim: int
   dtype: Any = jnp.float32
   attention_impl: str = 'auto'
+  remat_policy: str = 'none'
+  scan_layers: bool = False
 
   @nn.compact
   def __call__(self, q_BxGxT, slot_plan_BxNxL=None):
@@ -91,7 +96,8 @@ class Decoder(nn.Module):
     mask_BxNxD = jnp.broadcast_to(mask_NxD, (b, n, self.width))
     h_BxLxD = jnp.concatenate([mask_BxNxD, z_BxGxD], axis=1)
     h_BxLxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
-                              self.attention_impl, name='transformer')(h_BxLxD)
+                              self.attention_impl, self.remat_policy, self.scan_layers,
+                              name='transformer')(h_BxLxD)
     pix_BxNxP = vit.Dense(self.patch_size * self.patch_size * self.channels, self.dtype,
                           'to_pixels', ('embed', None), (None,))(h_BxLxD[:, :n])
     return vit.unpatchify(pix_BxNxP, self.patch_size,
@@ -111,19 +117,21 @@ class TiTok(nn.Module):
   decoder_cfg: Any
   dtype: Any = jnp.float32
   attention_impl: str = 'auto'
+  remat_policy: str = 'none'
+  scan_layers: bool = False
 
   def setup(self):
     enc, dec = self.encoder_cfg, self.decoder_cfg
     self.encoder = Encoder(self.patch_size, self.num_latent_tokens, self.token_dim,
                            enc['width'], enc['depth'], enc['num_heads'],
                            enc['mlp_ratio'] * enc['width'], self.dtype,
-                           self.attention_impl)
+                           self.attention_impl, self.remat_policy, self.scan_layers)
     self.quantizer = quantizer_lib.VectorQuantizer(
         self.codebook_size, self.token_dim, self.commitment_cost)
     self.decoder = Decoder(self.image_size, self.channels, self.patch_size,
                            dec['width'], dec['depth'], dec['num_heads'],
                            dec['mlp_ratio'] * dec['width'], self.dtype,
-                           self.attention_impl)
+                           self.attention_impl, self.remat_policy, self.scan_layers)
 
   def encode(self, x_BxHxWxC):
     return self.quantizer(self.encoder(x_BxHxWxC)[0])
@@ -148,4 +156,5 @@ def build_tokenizer(config: ml_collections.ConfigDict) -> TiTok:
       codebook_size=m.codebook_size, token_dim=m.token_dim,
       commitment_cost=m.commitment_cost,
       encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),
-      dtype=DTYPES[m.compute_dtype], attention_impl=m.attention_impl)
+      dtype=DTYPES[m.compute_dtype], attention_impl=m.attention_impl,
+      remat_policy=m.remat_policy, scan_layers=m.scan_layers)

@@ -98,20 +98,61 @@ class Block(nn.Module):
     return x_BxLxD
 
 
+# model.remat_policy -> what a block keeps for the backward pass (None: no remat at all).
+REMAT_POLICIES = {
+    'none': None,
+    # Keep only the block's input; recompute everything inside it (least memory).
+    'full': jax.checkpoint_policies.nothing_saveable,
+    # Keep matmul outputs; recompute the cheap elementwise ops (LayerNorm, GELU, softmax).
+    'dots_saveable': jax.checkpoint_policies.dots_saveable,
+    # Keep matmul outputs without batch dimensions (weights x activations, not q x k).
+    'dots_with_no_batch_dims_saveable':
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+class _ScannedBlock(Block):
+  """Block in nn.scan's (carry, x) -> (carry, y) form; the residual stream is the carry."""
+
+  def __call__(self, x_BxLxD, mask=None):  # pylint: disable=arguments-renamed
+    return super().__call__(x_BxLxD, mask), None
+
+
 class Transformer(nn.Module):
-  """`depth` blocks and a final LayerNorm."""
+  """`depth` blocks and a final LayerNorm.
+
+  remat_policy (see REMAT_POLICIES) recomputes activations inside each block in the
+  backward pass instead of storing them. scan_layers runs one block under nn.scan: a single
+  compiled block (faster compiles, less code) whose params get a leading 'layers' axis of
+  size depth (params 'layers/...' instead of 'block0/...', 'block1/...').
+  """
   depth: int
   num_heads: int
   mlp_dim: int
   dtype: Dtype = jnp.float32
   attention_impl: str = 'auto'
+  remat_policy: str = 'none'
+  scan_layers: bool = False
 
   @nn.compact
   def __call__(self, x_BxLxD, mask=None):
-    for i in range(self.depth):
-      x_BxLxD = Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl,
-                      name=f'block{i}')(
-          x_BxLxD, mask)
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f'remat_policy={self.remat_policy!r}; expected one of '
+                       f'{sorted(REMAT_POLICIES)}')
+    block_cls = _ScannedBlock if self.scan_layers else Block
+    if self.remat_policy != 'none':
+      # Under scan, CSE across iterations is impossible anyway; prevent_cse only costs.
+      block_cls = nn.remat(block_cls, policy=REMAT_POLICIES[self.remat_policy],
+                           prevent_cse=not self.scan_layers)
+    args = (self.num_heads, self.mlp_dim, self.dtype, self.attention_impl)
+    if self.scan_layers:
+      scanned = nn.scan(block_cls, variable_axes={'params': 0}, split_rngs={'params': True},
+                        in_axes=(nn.broadcast,), length=self.depth,
+                        metadata_params={nn.PARTITION_NAME: 'layers'})
+      x_BxLxD, _ = scanned(*args, name='layers')(x_BxLxD, mask)
+    else:
+      for i in range(self.depth):
+        x_BxLxD = block_cls(*args, name=f'block{i}')(x_BxLxD, mask)
     return layer_norm('ln_out')(x_BxLxD)
 
 
@@ -129,3 +170,18 @@ def unpatchify(x_BxNxP, p, h, w, c):
   b = x_BxNxP.shape[0]
   x = x_BxNxP.reshape(b, h // p, w // p, p, p, c)
   return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+
+
+def stack_block_params(params):
+  """Params of unscanned Transformers ('block0', 'block1', ...) in the scan_layers layout
+  ('layers', each leaf stacked on a new leading axis); other entries are unchanged."""
+  if not isinstance(params, dict):
+    return params
+  params = {k: stack_block_params(v) for k, v in params.items()}
+  blocks = sorted((k for k in params if k.startswith('block') and k[5:].isdigit()),
+                  key=lambda k: int(k[5:]))
+  if not blocks:
+    return params
+  rest = {k: v for k, v in params.items() if k not in blocks}
+  return {**rest, 'layers': jax.tree.map(lambda *xs: jnp.stack(xs), *[params[k]
+                                                                       for k in blocks])}

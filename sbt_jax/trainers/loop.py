@@ -3,15 +3,15 @@
 A stage is a task object (see trainers/__init__.py) with `boxed_state`, `init_state`,
 `load_frozen`, a pure `train_step(state, frozen, batch, rng)` and `evaluate`. This loop owns
 the mesh, shardings, jit signature (donated state, frozen params as a non-donated argument),
-data, checkpoints, metrics and the stop-on-NaN rule.
+data, checkpoints, metrics, the stop-on-NaN rule and preemption (SIGTERM: save, stop).
 """
 import json
 import math
-import os
 import time
 
 from absl import logging
 from clu import periodic_actions
+from etils import epath
 import jax
 import ml_collections
 import numpy as np
@@ -20,6 +20,7 @@ from sbt_jax import checkpointing
 from sbt_jax import config_defaults
 from sbt_jax import sharding
 from sbt_jax.data import pipeline
+from sbt_jax.trainers import preemption
 from sbt_jax.trainers import writers
 
 
@@ -33,9 +34,8 @@ def _due(step: int, every: int, last: int) -> bool:
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    (epath.Path(workdir) / 'config.json').write_text(config.to_json_best_effort(indent=2))
 
 
 def compile_train_step(task, mesh, state_shardings, config):
@@ -46,13 +46,19 @@ def compile_train_step(task, mesh, state_shardings, config):
                  donate_argnums=(0,))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls=None):
-  """Trains config.stage from scratch or from the latest checkpoint in workdir."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls=None,
+                       devices=None):
+  """Trains config.stage from scratch or from the latest checkpoint in workdir.
+
+  The mesh spans `devices` (default: all). A checkpoint restores onto whatever mesh this
+  run has (Orbax reshards), so a run saved on data=8 can continue as data=2 x fsdp=2.
+  On SIGTERM it saves a checkpoint at the next step and returns early (state.step tells).
+  """
   from sbt_jax import trainers  # pylint: disable=g-import-not-at-top
   config_defaults.validate(config)
-  workdir = os.path.abspath(workdir)
+  workdir = checkpointing.resolve_workdir(workdir)  # a local path or gs://...
   save_config(config, workdir)
-  mesh = sharding.make_mesh(config.mesh)
+  mesh = sharding.make_mesh(config.mesh, devices)
   task = (task_cls or trainers.get_task(config.stage))(config, mesh)
   num_steps = config.train.num_steps
   if config.data.global_batch_size % (mesh.shape['data'] * mesh.shape['fsdp']):
@@ -86,42 +92,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls
     writer.write_scalars(0, {'num_params': n_params})
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
   pending, last_good_step, t0 = [], start, time.time()
-  last_eval = {}
+  last_eval, preempted = {}, False
   try:
-    for step in range(start + 1, num_steps + 1):
-      with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        batch = sharding.global_batch(next(data_iter), mesh)
-        state, metrics = step_fn(state, frozen, batch, jax.random.fold_in(step_rng, step))
-      pending.append(metrics)
-      report(step)
-      save_now = _due(step, config.train.checkpoint_every, num_steps)
-      if save_now or _due(step, config.train.log_every, num_steps):
-        host = jax.device_get(pending)
-        pending = []
-        losses = np.array([m['loss'] for m in host])
-        if not np.all(np.isfinite(losses)):
-          bad = step - len(host) + 1 + int(np.argmin(np.isfinite(losses)))
-          raise NonFiniteLossError(
-              f'Loss became {losses[~np.isfinite(losses)][0]} at step {bad}; stopped without '
-              f'saving. The last good checkpoint (step {last_good_step}) is kept in '
-              f'{ckpt.directory}. Lower optim.learning_rate or check the data.')
-        means = {f'train/{k}': float(np.mean([m[k] for m in host])) for k in host[0]}
-        means['train/images_per_sec'] = (len(host) * config.data.global_batch_size
-                                         / max(time.time() - t0, 1e-9))
-        writer.write_scalars(step, means)
-        t0 = time.time()
-      if config.train.eval_every >= 0 and _due(step, config.train.eval_every, num_steps):
-        with report.timed('eval'):
-          last_eval = task.evaluate(state, frozen, step=step, workdir=workdir)
-        writer.write_scalars(step, last_eval)
-      if save_now:
-        ckpt.save(step, state, data_iter)
-        last_good_step = step
+    with preemption.PreemptionWatcher() as watcher:
+      for step in range(start + 1, num_steps + 1):
+        with jax.profiler.StepTraceAnnotation('train', step_num=step):
+          batch = sharding.global_batch(next(data_iter), mesh)
+          state, metrics = step_fn(state, frozen, batch, jax.random.fold_in(step_rng, step))
+        pending.append(metrics)
+        report(step)
+        preempted = watcher.should_stop(step) and step < num_steps
+        save_now = preempted or _due(step, config.train.checkpoint_every, num_steps)
+        if save_now or _due(step, config.train.log_every, num_steps):
+          host = jax.device_get(pending)
+          pending = []
+          losses = np.array([m['loss'] for m in host])
+          if not np.all(np.isfinite(losses)):
+            bad = step - len(host) + 1 + int(np.argmin(np.isfinite(losses)))
+            raise NonFiniteLossError(
+                f'Loss became {losses[~np.isfinite(losses)][0]} at step {bad}; stopped '
+                f'without saving. The last good checkpoint (step {last_good_step}) is kept '
+                f'in {ckpt.directory}. Lower optim.learning_rate or check the data.')
+          means = {f'train/{k}': float(np.mean([m[k] for m in host])) for k in host[0]}
+          means['train/images_per_sec'] = (len(host) * config.data.global_batch_size
+                                           / max(time.time() - t0, 1e-9))
+          writer.write_scalars(step, means)
+          t0 = time.time()
+        if (not preempted and config.train.eval_every >= 0
+            and _due(step, config.train.eval_every, num_steps)):
+          with report.timed('eval'):
+            last_eval = task.evaluate(state, frozen, step=step, workdir=workdir)
+          writer.write_scalars(step, last_eval)
+        if save_now:
+          ckpt.save(step, state, data_iter)
+          last_good_step = step
+        if preempted:
+          break
     writer.flush()
   finally:
     ckpt.wait()
     ckpt.close()
+  if preempted:
+    logging.warning('Preempted: stopped after step %d of %d with a checkpoint in %s; run '
+                    'the same command again to resume.', step, num_steps, ckpt.directory)
+    return state, {}
   if jax.process_index() == 0 and last_eval:
-    with open(os.path.join(workdir, 'eval_final.json'), 'w') as f:
-      json.dump({'step': num_steps, **last_eval}, f, indent=2)
+    (epath.Path(workdir) / 'eval_final.json').write_text(
+        json.dumps({'step': num_steps, **last_eval}, indent=2))
   return state, last_eval

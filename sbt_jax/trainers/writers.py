@@ -2,6 +2,7 @@
 import json
 import os
 
+from etils import epath
 import jax
 import numpy as np
 from clu import metric_writers
@@ -16,7 +17,7 @@ class JsonlWriter(metric_writers.MetricWriter):
   def write_scalars(self, step, scalars):
     row = {'step': int(step)}
     row.update({k: float(np.asarray(v)) for k, v in scalars.items()})
-    with open(self._path, 'a') as f:
+    with epath.Path(self._path).open('a') as f:
       f.write(json.dumps(row) + '\n')
 
   def write_summaries(self, step, values, metadata=None):
