@@ -5,4 +5,7 @@ def get_task(stage: str):
   if stage == 'tokenizer':
     from sbt_jax.trainers import tokenizer  # pylint: disable=g-import-not-at-top
     return tokenizer.TokenizerTask
-  raise ValueError(f'Unknown config.stage={stage!r}; known: tokenizer')
+  if stage == 'generator':
+    from sbt_jax.trainers import generator  # pylint: disable=g-import-not-at-top
+    return generator.GeneratorTask
+  raise ValueError(f'Unknown config.stage={stage!r}; known: tokenizer, generator')
