@@ -42,15 +42,26 @@ def step_logits(params, ids_BxG, labels_B, step, *, model, num_steps, guidance_s
   return schedules.guided_logits(cond_BxGxV, uncond_BxGxV, scale)
 
 
-def sample(params, labels_B, rng, *, model, num_steps: int, temperature: float = 1.0,
-           choice_temperature: float = 4.5, guidance_scale: float = 0.0,
-           guidance_schedule: str = 'constant', guidance_power: float = 2.75,
-           mask_schedule: str = 'arccos', keep_first_logits: bool = False) -> MaskGitState:
-  """Decodes [B, G] ids for labels_B in num_steps steps; returns the final state."""
-  b, g, v = labels_B.shape[0], model.num_tokens, model.vocab_size
+def init_state(batch: int, num_tokens: int, vocab_size: int, rng,
+               keep_first_logits: bool = False) -> MaskGitState:
+  """Every position masked."""
+  return MaskGitState(
+      step=jnp.zeros((), jnp.int32),
+      ids_BxG=jnp.full((batch, num_tokens), generator_lib.mask_id(vocab_size), jnp.int32),
+      rng=rng, first_logits_BxGxV=(jnp.zeros((batch, num_tokens, vocab_size), jnp.float32)
+                                   if keep_first_logits else None))
+
+
+def make_step(params, labels_B, *, model, num_steps: int, temperature: float = 1.0,
+              choice_temperature: float = 4.5, guidance_scale: float = 0.0,
+              guidance_schedule: str = 'constant', guidance_power: float = 2.75,
+              mask_schedule: str = 'arccos'):
+  """The loop body: step(state) -> state after decoding step state.step."""
+  g, v = model.num_tokens, model.vocab_size
   mask = generator_lib.mask_id(v)
 
-  def body(step, state):
+  def step_fn(state):
+    step = state.step
     rng, sample_rng, choice_rng = jax.random.split(state.rng, 3)
     logits_BxGxV = step_logits(params, state.ids_BxG, labels_B, step, model=model,
                                num_steps=num_steps, guidance_scale=guidance_scale,
@@ -61,11 +72,13 @@ def sample(params, labels_B, rng, *, model, num_steps: int, temperature: float =
     unknown_BxG = state.ids_BxG == mask
     sampled_BxG = jnp.where(unknown_BxG, sampled_BxG, state.ids_BxG)
     ratio = (step + 1) / num_steps
-    num_masked = jnp.floor(g * schedules.mask_ratio(ratio, mask_schedule)).astype(jnp.int32)
+    # floor(G r), with slack for float32 rounding (arccos(1/2) / (pi/2) * 6 = 3.9999995).
+    num_masked = jnp.floor(g * schedules.mask_ratio(ratio, mask_schedule) + 1e-4)
+    num_masked = num_masked.astype(jnp.int32)
     num_masked_B = jnp.clip(num_masked, 0, jnp.maximum(jnp.sum(unknown_BxG, axis=1) - 1, 0))
-    num_masked_B = jnp.where(step == num_steps - 1, 0, num_masked_B)
+    num_masked_B = jnp.where(step >= num_steps - 1, 0, num_masked_B)
     logp_sampled_BxG = jnp.take_along_axis(logp_BxGxV, sampled_BxG[..., None], -1)[..., 0]
-    gumbel_BxG = jax.random.gumbel(choice_rng, (b, g))
+    gumbel_BxG = jax.random.gumbel(choice_rng, sampled_BxG.shape)
     confidence_BxG = logp_sampled_BxG + choice_temperature * (1.0 - ratio) * gumbel_BxG
     confidence_BxG = jnp.where(unknown_BxG, confidence_BxG, jnp.inf)
     cutoff_B = jnp.take_along_axis(jnp.sort(confidence_BxG, axis=1), num_masked_B[:, None],
@@ -77,7 +90,17 @@ def sample(params, labels_B, rng, *, model, num_steps: int, temperature: float =
     return MaskGitState(step=step + 1, ids_BxG=jnp.where(remask_BxG, mask, sampled_BxG),
                         rng=rng, first_logits_BxGxV=first)
 
-  init = MaskGitState(
-      step=jnp.zeros((), jnp.int32), ids_BxG=jnp.full((b, g), mask, jnp.int32), rng=rng,
-      first_logits_BxGxV=jnp.zeros((b, g, v), jnp.float32) if keep_first_logits else None)
-  return jax.lax.fori_loop(0, num_steps, body, init)
+  return step_fn
+
+
+def sample(params, labels_B, rng, *, model, num_steps: int, keep_first_logits: bool = False,
+           **options) -> MaskGitState:
+  """Decodes [B, G] ids for labels_B in num_steps steps (one lax loop); the final state.
+
+  options: temperature, choice_temperature, guidance_scale, guidance_schedule,
+  guidance_power, mask_schedule (see make_step).
+  """
+  step_fn = make_step(params, labels_B, model=model, num_steps=num_steps, **options)
+  init = init_state(labels_B.shape[0], model.num_tokens, model.vocab_size, rng,
+                    keep_first_logits)
+  return jax.lax.fori_loop(0, num_steps, lambda _, state: step_fn(state), init)
