@@ -93,7 +93,8 @@ def test_token_cache_holds_the_tokenizer_ids_and_is_reused(generator_run, fmnist
 
 @pytest.mark.parametrize('kind', ['maskgit', 'ar'])
 def test_generator_step_compiles_once(fmnist_data_dir, tiny_workdir, kind):
-  """On-the-fly encoding inside the jitted step; 3 steps, one trace; ids match the cache path."""
+  """3 steps, one trace: MaskGIT encoding images inside the jitted step (its ids are the
+  tokenizer's), AR on ids as the cache serves them."""
   c = _config(fmnist_data_dir, tiny_workdir, 'runlocal' + (',ar' if kind == 'ar' else ''))
   c.optim.learning_rate = 3e-3
   mesh = sharding.make_mesh(c.mesh)
@@ -109,6 +110,9 @@ def test_generator_step_compiles_once(fmnist_data_dir, tiny_workdir, kind):
   frozen = jax.device_put(task.load_frozen(), sharding.replicated(mesh))
   step_fn = loop.compile_train_step(task, mesh, state_sh, c)
   local = next(iter(pipeline.make_train_loader(c.data, seed=0)))
+  if kind == 'ar':  # ids as the token cache serves them
+    local = {'ids': np.random.RandomState(0).randint(0, 64, (16, 8)).astype(np.int32),
+             'label': local['label']}
   batch = sharding.global_batch(local, mesh)
   losses = []
   for i in range(3):
@@ -154,7 +158,7 @@ def test_sample_command_writes_class_balanced_png_and_npz(generator_run, tmp_pat
 def test_missing_tokenizer_is_a_clear_error(fmnist_data_dir, tiny_workdir, tmp_path):
   # No such run: names the config.json it looked for.
   c = _config(fmnist_data_dir, str(tmp_path / 'nowhere'))
-  with pytest.raises(FileNotFoundError, match='config.json'):
+  with pytest.raises(FileNotFoundError, match='generator.tokenizer_workdir=.*config.json'):
     loop.train_and_evaluate(c, str(tmp_path / 'w1'))
   # A run without checkpoints (e.g. still starting): names the checkpoint directory.
   empty = tmp_path / 'tok_without_ckpt'
@@ -162,9 +166,43 @@ def test_missing_tokenizer_is_a_clear_error(fmnist_data_dir, tiny_workdir, tmp_p
   with open(os.path.join(tiny_workdir, 'config.json')) as src:
     (empty / 'config.json').write_text(src.read())
   c = _config(fmnist_data_dir, str(empty))
-  with pytest.raises(checkpointing.CheckpointError, match='No checkpoints in .*checkpoints'):
+  with pytest.raises(checkpointing.CheckpointError,
+                     match='generator.tokenizer_workdir=.*No checkpoints in .*checkpoints'):
     loop.train_and_evaluate(c, str(tmp_path / 'w2'))
   # A step that was not saved: lists the available ones.
   c = _config(fmnist_data_dir, tiny_workdir)
   with pytest.raises(checkpointing.CheckpointError, match=r'step 3 .*available: \[2, 4\]'):
     global_tokenizer.load(tiny_workdir, sharding.make_mesh(c.mesh), step=3)
+
+
+class _ShiftAlignerTokenizer(global_tokenizer.TiTokGlobalTokenizer):
+  """TiTok whose decode adds an offset loaded from an 'aligner' run: a stand-in for a
+  tokenizer that decodes generate-mode through an aligner (SelfBootTok)."""
+
+  def load_aligner(self, aligner_workdir, mesh):
+    del mesh
+    with open(os.path.join(aligner_workdir, 'shift.json')) as f:
+      return {'aligner': {'shift': np.float32(json.load(f))}}
+
+  def decode_global_ids(self, params, ids_BxG):
+    return super().decode_global_ids(params, ids_BxG) + params['aligner']['shift']
+
+
+def test_swapping_the_aligner_changes_samples_not_the_generator(generator_run, tmp_path,
+                                                                monkeypatch):
+  workdir, _ = generator_run
+  monkeypatch.setitem(global_tokenizer.ADAPTERS, 'titok', _ShiftAlignerTokenizer)
+  samples = []
+  for shift in (0.0, -0.5):
+    aligner = tmp_path / f'aligner_{shift}'
+    aligner.mkdir()
+    (aligner / 'shift.json').write_text(json.dumps(shift))
+    gen = restored.RestoredGenerator(workdir, aligner_workdir=str(aligner),
+                                     sampling_overrides={'batch_size': 8})
+    samples.append(gen.sample(np.arange(8) % 10, seed=0))
+  (images_a, ids_a), (images_b, ids_b) = samples
+  np.testing.assert_array_equal(ids_a, ids_b)  # the same generator, the same global ids
+  inside = (images_a < 1) & (images_a > -0.5)  # pixels that neither sample clipped
+  assert inside.mean() > 0.2
+  np.testing.assert_allclose(images_b[inside], images_a[inside] - 0.5, atol=1e-5)
+  assert not np.allclose(images_a, images_b)

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from sbt_jax import checkpointing
 from sbt_jax import global_tokenizer
 from sbt_jax import sharding
 from sbt_jax.data import pipeline
@@ -115,7 +116,10 @@ class GeneratorTask:
     self.config = config
     self.mesh = mesh
     g = config.generator
-    tok_config = global_tokenizer.load_config(g.tokenizer_workdir)
+    try:
+      tok_config = global_tokenizer.load_config(g.tokenizer_workdir)
+    except FileNotFoundError as e:
+      raise FileNotFoundError(f'generator.tokenizer_workdir={g.tokenizer_workdir!r}: {e}') from e
     self.adapter = global_tokenizer.adapter_for(tok_config)
     d = config.data
     if self.adapter.image_shape != (d.image_size, d.image_size, d.channels):
@@ -130,6 +134,7 @@ class GeneratorTask:
                                         tx=self.tx, config=config)
     self._frozen = None
     self.tokenizer_step = None
+    self._pinned_step = None  # a resumed run keeps the tokenizer step it started with
     self._jitted = {}
 
   def dummy_seq(self, batch_size=1):
@@ -147,8 +152,14 @@ class GeneratorTask:
     """The frozen tokenizer's params (loaded once; a missing checkpoint is a clear error)."""
     if self._frozen is None:
       g = self.config.generator
-      _, self._frozen, self.tokenizer_step = global_tokenizer.load(
-          g.tokenizer_workdir, self.mesh, g.tokenizer_step)
+      step = g.tokenizer_step if self._pinned_step is None else self._pinned_step
+      try:
+        _, self._frozen, self.tokenizer_step = global_tokenizer.load(
+            g.tokenizer_workdir, self.mesh, step)
+      except checkpointing.CheckpointError as e:
+        raise checkpointing.CheckpointError(
+            f'generator.tokenizer_workdir={g.tokenizer_workdir!r} '
+            f'(generator.tokenizer_step={g.tokenizer_step}): {e}') from e
     return self._frozen
 
   # -- data ---------------------------------------------------------------------------
@@ -166,12 +177,23 @@ class GeneratorTask:
     return arrays, path
 
   def make_train_loader(self, workdir: str):
-    """Images (encoded in the step) or, with use_token_cache, ids from the cache."""
+    """Images (encoded in the step) or, with use_token_cache, ids from the cache.
+
+    Records the tokenizer (workdir, step) in <workdir>/tokenizer.json; a resumed run with
+    generator.tokenizer_step=-1 keeps the recorded step even if the tokenizer trained on.
+    """
+    g = self.config.generator
+    record_path = os.path.join(workdir, 'tokenizer.json')
+    tok_workdir = os.path.abspath(g.tokenizer_workdir)
+    if g.tokenizer_step < 0 and os.path.isfile(record_path):
+      with open(record_path) as f:
+        record = json.load(f)
+      if record['workdir'] == tok_workdir:
+        self._pinned_step = int(record['step'])
     self.load_frozen()
-    if jax.process_index() == 0:  # Which tokenizer step this generator was trained on.
-      with open(os.path.join(workdir, 'tokenizer.json'), 'w') as f:
-        json.dump({'workdir': os.path.abspath(self.config.generator.tokenizer_workdir),
-                   'step': self.tokenizer_step}, f)
+    if jax.process_index() == 0:
+      with open(record_path, 'w') as f:
+        json.dump({'workdir': tok_workdir, 'step': self.tokenizer_step}, f)
     d = self.config.data
     if not self.config.generator.use_token_cache:
       return pipeline.make_train_loader(d, seed=self.config.seed,
