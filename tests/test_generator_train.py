@@ -150,6 +150,9 @@ def test_sample_command_writes_class_balanced_png_and_npz(generator_run, tmp_pat
   np.testing.assert_array_equal(again_ids, ids)
   np.testing.assert_array_equal(np.clip(np.round((again + 1) * 127.5), 0, 255), images)
   assert not np.array_equal(gen.sample(labels, seed=4)[1], ids)
+  # The form sbt_jax.evaluate takes for generation metrics (any batch size).
+  fn_images = gen.sample_fn()(np.arange(5) % 10, jax.random.key(0))
+  assert fn_images.shape == (5, 28, 28, 1) and np.abs(fn_images).max() <= 1
   # TiTok has no aligner to swap.
   with pytest.raises(ValueError, match='no aligner'):
     restored.RestoredGenerator(workdir, aligner_workdir=str(tmp_path))

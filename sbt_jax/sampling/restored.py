@@ -77,10 +77,20 @@ class RestoredGenerator:
   def num_classes(self) -> int:
     return self.config.generator.num_classes
 
+  def _sample_batch(self, labels_B, rng):
+    """One jitted call on labels_B padded to a multiple of the device count."""
+    n = len(labels_B)
+    pad = -n % len(jax.local_devices())
+    labels = np.concatenate([labels_B, np.repeat(labels_B[-1:], pad)])
+    images, ids = self._sample(self.params, self.tokenizer_params,
+                               sharding.global_batch(labels, self.mesh), rng)
+    return np.asarray(images)[:n], np.asarray(ids)[:n]
+
   def sample(self, labels_N, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(images float32 [N, H, W, C] in [-1, 1], ids int32 [N, G]) for labels_N.
 
-    Batch i uses the key fold_in(key(seed), i); results depend on seed and batch size.
+    Batch i of sampling.batch_size uses the key fold_in(key(seed), i); results depend on
+    seed and batch size.
     """
     labels_N = np.asarray(labels_N, np.int32)
     if labels_N.ndim != 1 or labels_N.min(initial=0) < 0 or (
@@ -89,11 +99,18 @@ class RestoredGenerator:
     images, ids = [], []
     key = jax.random.key(seed)
     for i, start in enumerate(range(0, len(labels_N), self.batch_size)):
-      chunk = labels_N[start:start + self.batch_size]
-      n = len(chunk)
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - n)])
-      out = self._sample(self.params, self.tokenizer_params,
-                         sharding.global_batch(chunk, self.mesh), jax.random.fold_in(key, i))
-      images.append(np.asarray(out[0])[:n])
-      ids.append(np.asarray(out[1])[:n])
+      out = self._sample_batch(labels_N[start:start + self.batch_size],
+                               jax.random.fold_in(key, i))
+      images.append(out[0])
+      ids.append(out[1])
     return np.concatenate(images), np.concatenate(ids).astype(np.int32)
+
+  def sample_fn(self):
+    """sample_fn(labels_B, rng) -> images [B, H, W, C] in [-1, 1], the form
+    sbt_jax.evaluate takes for generation metrics, e.g. gFD-VGG of 10,000 samples:
+
+      evaluate.evaluate(tokenizer_workdir, metrics=['fd_vgg'], reconstruct=False,
+                        sample_fn=RestoredGenerator(gen_workdir).sample_fn(),
+                        num_samples=10_000)
+    """
+    return lambda labels_B, rng: self._sample_batch(np.asarray(labels_B, np.int32), rng)[0]
