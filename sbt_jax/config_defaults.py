@@ -47,7 +47,7 @@ def _generator() -> ml_collections.ConfigDict:
   g.label_drop = 0.1
   # Label smoothing of the cross-entropy over token ids.
   g.label_smoothing = 0.1
-  # MaskGIT mask ratio r(u), u ~ U(0, 1) in training and u = step / num_steps in sampling:
+  # MaskGIT mask ratio r(u), u ~ U(0, 1) in training, u = (step + 1) / num_steps in sampling:
   # 'arccos' (arccos(u) / (pi / 2)), 'cosine' (cos(pi u / 2)) or 'linear' (1 - u).
   g.mask_schedule = 'arccos'
   # Workdir of the frozen tokenizer run (its config.json and checkpoints/); required.
