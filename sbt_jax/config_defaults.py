@@ -7,9 +7,12 @@ locked: assigning a key that is not defined here (a typo in a config file or in 
 """
 import ml_collections
 
-STAGES = ('tokenizer', 'aligner')
+STAGES = ('tokenizer', 'aligner', 'generator')
 # model.remat_policy values (models/vit.py:REMAT_POLICIES says what each one keeps).
 REMAT_POLICIES = ('none', 'full', 'dots_saveable', 'dots_with_no_batch_dims_saveable')
+GENERATOR_TYPES = ('maskgit', 'ar')
+MASK_SCHEDULES = ('arccos', 'cosine', 'linear')
+GUIDANCE_SCHEDULES = ('constant', 'linear', 'power-cosine')
 MODEL_SIZES = {
     # name: (width, depth, num_heads), as in ViT / TiTok.
     'tiny': (64, 2, 2),
@@ -33,11 +36,62 @@ def _vit(size: str) -> ml_collections.ConfigDict:
   return vit
 
 
+def _generator() -> ml_collections.ConfigDict:
+  """stage='generator': a class-conditional model of a frozen tokenizer's global ids."""
+  g = ml_collections.ConfigDict()
+  # 'maskgit' (bidirectional, masked-token prediction) or 'ar' (causal, next token).
+  g.type = 'maskgit'
+  # Transformer sizes (width, depth, num_heads, mlp_ratio).
+  g.transformer = _vit('tiny')
+  # Classes of the dataset; class c is a prefix token, class num_classes the null (dropped) one.
+  g.num_classes = 10
+  # Probability of replacing the label by the null class in training (classifier-free guidance).
+  g.label_drop = 0.1
+  # Label smoothing of the cross-entropy over token ids.
+  g.label_smoothing = 0.1
+  # MaskGIT mask ratio r(u), u ~ U(0, 1) in training, u = (step + 1) / num_steps in sampling:
+  # 'arccos' (arccos(u) / (pi / 2)), 'cosine' (cos(pi u / 2)) or 'linear' (1 - u).
+  g.mask_schedule = 'arccos'
+  # Workdir of the frozen tokenizer run (its config.json and checkpoints/); required.
+  g.tokenizer_workdir = ''
+  # Tokenizer checkpoint step to load (-1: the latest).
+  g.tokenizer_step = -1
+  # Encode each split to ids once into a .npz cache and train from it (False: encode every
+  # batch inside the jitted step).
+  g.use_token_cache = False
+  # Folder of the token cache ('': <workdir>/token_cache).
+  g.token_cache_dir = ''
+  # Compute dtype of matmuls: 'float32' or 'bfloat16'.
+  g.compute_dtype = 'float32'
+  # Attention kernel: 'auto', 'xla' or 'chunked' (see models/attention.py).
+  g.attention_impl = 'auto'
+
+  s = g.sampling = ml_collections.ConfigDict()
+  # MaskGIT decoding steps (AR always takes one step per token).
+  s.num_steps = 8
+  # Softmax temperature of the sampled ids.
+  s.temperature = 1.0
+  # MaskGIT: scale of the Gumbel noise added to the confidences when choosing which
+  # positions stay masked, annealed as choice_temperature * (1 - step / num_steps).
+  s.choice_temperature = 4.5
+  # Classifier-free guidance: logits = cond + s_t * (cond - uncond), s_t = guidance_scale
+  # * w(t); 0 disables guidance (and the unconditional pass).
+  s.guidance_scale = 0.0
+  # w(t), t = step / num_steps: 'constant' (1), 'linear' (t) or 'power-cosine'
+  # ((1 - cos(pi t^guidance_power)) / 2).
+  s.guidance_schedule = 'constant'
+  # Exponent of the 'power-cosine' guidance schedule.
+  s.guidance_power = 2.75
+  # Samples per jitted sampling call (the sample command and eval grids).
+  s.batch_size = 64
+  return g
+
+
 def base_config() -> ml_collections.ConfigDict:
   """All fields with defaults (a tiny TiTok on Fashion-MNIST); locked against new keys."""
   c = ml_collections.ConfigDict()
-  # Which train step the shared loop runs: 'tokenizer', or 'aligner' (a SelfBootTok 2D
-  # aligner trained against a frozen tokenizer; see the aligner section).
+  # Which train step the shared loop runs: 'tokenizer', 'aligner' (a SelfBootTok 2D aligner
+  # trained against a frozen tokenizer; see the aligner section) or 'generator'.
   c.stage = 'tokenizer'
   # Seed for parameter init, dropout and the data order.
   c.seed = 0
@@ -207,6 +261,8 @@ def base_config() -> ml_collections.ConfigDict:
   # [stage='aligner'] Weight of the alignment term kept in phase 2.
   c.aligner.phase2_align_weight = 0.0
 
+  c.generator = _generator()
+
   c.mesh = ml_collections.ConfigDict()
   # Mesh axis sizes; -1 on one axis takes the remaining devices. data x fsdp x tensor = #devices.
   c.mesh.data = -1
@@ -283,3 +339,32 @@ def validate(c: ml_collections.ConfigDict) -> None:
     fail(f'mesh sizes {sizes}: each must be positive, at most one may be -1')
   if c.train.num_steps < 1:
     fail(f'train.num_steps={c.train.num_steps} must be >= 1')
+  if c.stage == 'generator':
+    _validate_generator(c.generator, fail)
+
+
+def _validate_generator(g: ml_collections.ConfigDict, fail) -> None:
+  if not g.tokenizer_workdir:
+    fail("stage='generator' needs generator.tokenizer_workdir=<workdir of a trained "
+         'tokenizer>')
+  choices = (('type', GENERATOR_TYPES), ('mask_schedule', MASK_SCHEDULES),
+             ('compute_dtype', ('float32', 'bfloat16')),
+             ('attention_impl', ('auto', 'xla', 'chunked')))
+  for field, allowed in choices:
+    if g[field] not in allowed:
+      fail(f'generator.{field}={g[field]!r}; expected one of {allowed}')
+  if g.sampling.guidance_schedule not in GUIDANCE_SCHEDULES:
+    fail(f'generator.sampling.guidance_schedule={g.sampling.guidance_schedule!r}; expected '
+         f'one of {GUIDANCE_SCHEDULES}')
+  if g.transformer.width % g.transformer.num_heads:
+    fail(f'generator.transformer.width={g.transformer.width} is not divisible by '
+         f'num_heads={g.transformer.num_heads}')
+  if g.num_classes < 1:
+    fail(f'generator.num_classes={g.num_classes} must be >= 1')
+  for field in ('label_drop', 'label_smoothing'):
+    if not 0.0 <= g[field] < 1.0:
+      fail(f'generator.{field}={g[field]} must be in [0, 1)')
+  if g.sampling.num_steps < 1:
+    fail(f'generator.sampling.num_steps={g.sampling.num_steps} must be >= 1')
+  if g.sampling.temperature <= 0:
+    fail(f'generator.sampling.temperature={g.sampling.temperature} must be > 0')

@@ -46,10 +46,17 @@ def Dense(features, dtype, name, kernel_axes, bias_axes):  # pylint: disable=inv
 
 
 class Attention(nn.Module):
-  """Multi-head self-attention (one fused qkv projection)."""
+  """Multi-head self-attention (one fused qkv projection).
+
+  With `decode=True` (autoregressive sampling) keys and values of earlier positions live in
+  the 'cache' collection: an `init` call on the full-length input creates it (its length is
+  the cache length); every later call appends its L positions and attends to all positions
+  written so far. The parameters are the same as without decode.
+  """
   num_heads: int
   dtype: Dtype = jnp.float32
   attention_impl: str = 'auto'
+  decode: bool = False
 
   @nn.compact
   def __call__(self, x_BxLxD, mask_BxHxLxL=None):
@@ -61,6 +68,20 @@ class Attention(nn.Module):
         kernel_init=dense_init('embed', None, 'heads', 'kv'),
         bias_init=zeros_init(None, 'heads', 'kv'))(x_BxLxD)
     q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    if self.decode:
+      initialized = self.has_variable('cache', 'key')
+      key = self.variable('cache', 'key', jnp.zeros, k_BxLxHxK.shape, k_BxLxHxK.dtype)
+      value = self.variable('cache', 'value', jnp.zeros, v_BxLxHxK.shape, v_BxLxHxK.dtype)
+      index = self.variable('cache', 'index', lambda: jnp.zeros((), jnp.int32))
+      if initialized:
+        i, l = index.value, x_BxLxD.shape[1]
+        key.value = jax.lax.dynamic_update_slice(key.value, k_BxLxHxK, (0, i, 0, 0))
+        value.value = jax.lax.dynamic_update_slice(value.value, v_BxLxHxK, (0, i, 0, 0))
+        index.value = i + l
+        k_BxLxHxK, v_BxLxHxK = key.value, value.value
+        s = k_BxLxHxK.shape[1]
+        # Query j (absolute position i + j) sees cache positions <= i + j.
+        mask_BxHxLxL = (jnp.arange(s)[None, :] <= i + jnp.arange(l)[:, None])[None, None]
     out_BxLxHxK = attention_lib.attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask_BxHxLxL,
                                           dtype=self.dtype, impl=self.attention_impl)
     return nn.DenseGeneral(
@@ -87,11 +108,13 @@ class Block(nn.Module):
   mlp_dim: int
   dtype: Dtype = jnp.float32
   attention_impl: str = 'auto'
+  decode: bool = False
 
   @nn.compact
   def __call__(self, x_BxLxD, mask=None):
     x_BxLxD = nn.with_logical_constraint(x_BxLxD, ('batch', 'length', 'embed'))
-    x_BxLxD = x_BxLxD + Attention(self.num_heads, self.dtype, self.attention_impl, name='attn')(
+    x_BxLxD = x_BxLxD + Attention(self.num_heads, self.dtype, self.attention_impl,
+                                  self.decode, name='attn')(
         layer_norm('ln1')(x_BxLxD), mask)
     x_BxLxD = x_BxLxD + MlpBlock(self.mlp_dim, self.dtype, name='mlp')(
         layer_norm('ln2')(x_BxLxD))
@@ -133,6 +156,8 @@ class Transformer(nn.Module):
   attention_impl: str = 'auto'
   remat_policy: str = 'none'
   scan_layers: bool = False
+  # KV-cache decoding (see Attention); `mask` is then ignored after the init call.
+  decode: bool = False
 
   @nn.compact
   def __call__(self, x_BxLxD, mask=None):
@@ -144,7 +169,7 @@ class Transformer(nn.Module):
       # Under scan, CSE across iterations is impossible anyway; prevent_cse only costs.
       block_cls = nn.remat(block_cls, policy=REMAT_POLICIES[self.remat_policy],
                            prevent_cse=not self.scan_layers)
-    args = (self.num_heads, self.mlp_dim, self.dtype, self.attention_impl)
+    args = (self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.decode)
     if self.scan_layers:
       scanned = nn.scan(block_cls, variable_axes={'params': 0}, split_rngs={'params': True},
                         in_axes=(nn.broadcast,), length=self.depth,

@@ -8,4 +8,7 @@ def get_task(stage: str):
   if stage == 'aligner':
     from sbt_jax.trainers import aligner  # pylint: disable=g-import-not-at-top
     return aligner.AlignerTask
-  raise ValueError(f'Unknown config.stage={stage!r}; known: tokenizer, aligner')
+  if stage == 'generator':
+    from sbt_jax.trainers import generator  # pylint: disable=g-import-not-at-top
+    return generator.GeneratorTask
+  raise ValueError(f'Unknown config.stage={stage!r}; known: tokenizer, aligner, generator')

@@ -1,9 +1,11 @@
 """The one training loop every stage shares.
 
 A stage is a task object (see trainers/__init__.py) with `boxed_state`, `init_state`,
-`load_frozen`, a pure `train_step(state, frozen, batch, rng)` and `evaluate`. This loop owns
-the mesh, shardings, jit signature (donated state, frozen params as a non-donated argument),
-data, checkpoints, metrics, the stop-on-NaN rule and preemption (SIGTERM: save, stop).
+`load_frozen`, a pure `train_step(state, frozen, batch, rng)` and `evaluate` (and
+optionally `make_train_loader(workdir)` when its batches are not data.*'s images). This loop
+owns the mesh, shardings, jit signature (donated state, frozen params as a non-donated
+argument), data, checkpoints, metrics, the stop-on-NaN rule and preemption (SIGTERM: save,
+stop).
 """
 import json
 import math
@@ -70,9 +72,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls
   init_rng, step_rng = jax.random.split(rng)
   state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, init_rng), mesh,
                                       config.mesh.rules)
-  data_iter = iter(pipeline.make_train_loader(
-      config.data, seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count()))
+  if hasattr(task, 'make_train_loader'):  # A stage that serves its own data (e.g. ids).
+    data_iter = iter(task.make_train_loader(workdir))
+  else:
+    data_iter = iter(pipeline.make_train_loader(
+        config.data, seed=config.seed, process_index=jax.process_index(),
+        process_count=jax.process_count()))
   ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints,
                                     async_save=config.train.async_checkpoint)
   start = ckpt.latest_step()

@@ -1,0 +1,89 @@
+"""What a generator needs from a frozen tokenizer: its global ids, and images from them.
+
+An adapter is a small object with
+
+  vocab_size: int                     # ids are in [0, vocab_size)
+  num_tokens: int                     # G, ids per image
+  image_shape: tuple[int, int, int]   # H, W, C of the images it encodes and decodes
+  encode_global_ids(params, x_BxHxWxC) -> ids_BxG      (pure, jittable)
+  decode_global_ids(params, ids_BxG) -> x_BxHxWxC      (pure, jittable, in [-1, 1] range)
+
+where `params` is the dict `load` returns ({'tokenizer': ...}, plus e.g. {'aligner': ...}
+for a tokenizer that decodes generate-mode through an aligner). Generators only ever see
+these four things, so a new tokenizer family needs one adapter class here and an entry
+in ADAPTERS (keyed by the tokenizer run's config.model.name). Swapping the aligner changes
+`params` only: the generator is not retrained.
+"""
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from sbt_jax import checkpointing
+from sbt_jax import inference
+from sbt_jax import sharding
+from sbt_jax.models import titok
+
+
+class TiTokGlobalTokenizer:
+  """TiTok: every latent token is global; decode is the TiTok decoder."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.model = titok.build_tokenizer(config)
+    self.vocab_size = config.model.codebook_size
+    self.num_tokens = config.model.num_latent_tokens
+    self.image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+
+  def encode_global_ids(self, params, x_BxHxWxC):
+    _, aux = self.model.apply({'params': params['tokenizer']}, x_BxHxWxC, method='encode')
+    return aux['ids'].astype(jnp.int32)
+
+  def decode_global_ids(self, params, ids_BxG):
+    return self.model.apply({'params': params['tokenizer']}, ids_BxG, method='decode_ids')
+
+  def load_aligner(self, aligner_workdir, mesh):
+    del mesh
+    raise ValueError(f'aligner_workdir={aligner_workdir!r}: a TiTok tokenizer decodes from '
+                     'its global ids alone and has no aligner.')
+
+
+ADAPTERS = {'titok': TiTokGlobalTokenizer}
+
+
+def _restore_tokenizer_params(workdir: str, config, mesh, step: int | None):
+  from sbt_jax import trainers  # pylint: disable=g-import-not-at-top
+  task = trainers.get_task(config.stage)(config, mesh)
+  rng = jax.random.key(0)
+  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh,
+                                      config.mesh.rules)
+  abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, rng), state_sh)
+  return checkpointing.restore_params(workdir, abstract, step)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The tokenizer run's config (FileNotFoundError naming the path when absent)."""
+  return inference.load_config(workdir)
+
+
+def adapter_for(config: ml_collections.ConfigDict):
+  name = config.model.name
+  if name not in ADAPTERS:
+    raise ValueError(f'No global-token adapter for tokenizer model.name={name!r}; known: '
+                     f'{sorted(ADAPTERS)}')
+  return ADAPTERS[name](config)
+
+
+def load(workdir: str, mesh, step: int = -1, aligner_workdir: str | None = None):
+  """(adapter, params, step) of the frozen tokenizer in `workdir` (step -1: the latest).
+
+  Raises FileNotFoundError / checkpointing.CheckpointError naming the directory when the
+  run has no config.json or no checkpoint.
+  """
+  config = load_config(workdir)
+  adapter = adapter_for(config)
+  tok_params, step = _restore_tokenizer_params(workdir, config, mesh,
+                                               None if step < 0 else step)
+  params = {'tokenizer': tok_params}
+  if aligner_workdir:
+    params.update(adapter.load_aligner(aligner_workdir, mesh))
+  return adapter, params, step

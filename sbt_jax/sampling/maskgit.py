@@ -1,0 +1,106 @@
+"""MaskGIT parallel decoding as one jittable function (a state dataclass and a lax loop).
+
+Start from G mask ids. Each of num_steps steps: run the transformer (with classifier-free
+guidance: conditional and null-class halves in one batch), sample an id for every position
+from softmax(logits / temperature), keep the ids already fixed, and re-mask the
+floor(G * mask_ratio((step + 1) / num_steps)) least confident new ids, where confidence is
+log p(sampled id) + choice_temperature * (1 - (step + 1) / num_steps) * Gumbel noise. At least
+one id is fixed per step and none stays masked after the last step.
+"""
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from sbt_jax.models import generator as generator_lib
+from sbt_jax.sampling import schedules
+
+
+@flax.struct.dataclass
+class MaskGitState:
+  step: jax.Array          # int32 scalar: steps done
+  ids_BxG: jax.Array       # current ids; the mask id where not yet fixed
+  rng: jax.Array
+  # The guided logits of the first step (kept only when asked: B x G x V floats).
+  first_logits_BxGxV: Any = None
+
+
+def step_logits(params, ids_BxG, labels_B, step, *, model, num_steps, guidance_scale,
+                guidance_schedule='constant', guidance_power=2.75):
+  """Logits [B, G, V] for the current ids; guided when guidance_scale != 0."""
+  v = model.vocab_size
+  if guidance_scale == 0:
+    seq_BxS = generator_lib.maskgit_inputs(ids_BxG, labels_B, v)
+    return model.apply({'params': params}, seq_BxS)[:, 1:]
+  null_B = jnp.full_like(labels_B, model.num_classes)
+  seq_2BxS = jnp.concatenate([generator_lib.maskgit_inputs(ids_BxG, labels_B, v),
+                              generator_lib.maskgit_inputs(ids_BxG, null_B, v)])
+  cond_BxGxV, uncond_BxGxV = jnp.split(model.apply({'params': params}, seq_2BxS)[:, 1:], 2)
+  scale = guidance_scale * schedules.guidance_weight(step / num_steps, guidance_schedule,
+                                                     guidance_power)
+  return schedules.guided_logits(cond_BxGxV, uncond_BxGxV, scale)
+
+
+def init_state(batch: int, num_tokens: int, vocab_size: int, rng,
+               keep_first_logits: bool = False) -> MaskGitState:
+  """Every position masked."""
+  return MaskGitState(
+      step=jnp.zeros((), jnp.int32),
+      ids_BxG=jnp.full((batch, num_tokens), generator_lib.mask_id(vocab_size), jnp.int32),
+      rng=rng, first_logits_BxGxV=(jnp.zeros((batch, num_tokens, vocab_size), jnp.float32)
+                                   if keep_first_logits else None))
+
+
+def make_step(params, labels_B, *, model, num_steps: int, temperature: float = 1.0,
+              choice_temperature: float = 4.5, guidance_scale: float = 0.0,
+              guidance_schedule: str = 'constant', guidance_power: float = 2.75,
+              mask_schedule: str = 'arccos'):
+  """The loop body: step(state) -> state after decoding step state.step."""
+  g, v = model.num_tokens, model.vocab_size
+  mask = generator_lib.mask_id(v)
+
+  def step_fn(state):
+    step = state.step
+    rng, sample_rng, choice_rng = jax.random.split(state.rng, 3)
+    logits_BxGxV = step_logits(params, state.ids_BxG, labels_B, step, model=model,
+                               num_steps=num_steps, guidance_scale=guidance_scale,
+                               guidance_schedule=guidance_schedule,
+                               guidance_power=guidance_power)
+    logp_BxGxV = jax.nn.log_softmax(logits_BxGxV / temperature, axis=-1)
+    sampled_BxG = jax.random.categorical(sample_rng, logp_BxGxV)
+    unknown_BxG = state.ids_BxG == mask
+    sampled_BxG = jnp.where(unknown_BxG, sampled_BxG, state.ids_BxG)
+    ratio = (step + 1) / num_steps
+    # floor(G r), with slack for float32 rounding (arccos(1/2) / (pi/2) * 6 = 3.9999995).
+    num_masked = jnp.floor(g * schedules.mask_ratio(ratio, mask_schedule) + 1e-4)
+    num_masked = num_masked.astype(jnp.int32)
+    num_masked_B = jnp.clip(num_masked, 0, jnp.maximum(jnp.sum(unknown_BxG, axis=1) - 1, 0))
+    num_masked_B = jnp.where(step >= num_steps - 1, 0, num_masked_B)
+    logp_sampled_BxG = jnp.take_along_axis(logp_BxGxV, sampled_BxG[..., None], -1)[..., 0]
+    gumbel_BxG = jax.random.gumbel(choice_rng, sampled_BxG.shape)
+    confidence_BxG = logp_sampled_BxG + choice_temperature * (1.0 - ratio) * gumbel_BxG
+    confidence_BxG = jnp.where(unknown_BxG, confidence_BxG, jnp.inf)
+    cutoff_B = jnp.take_along_axis(jnp.sort(confidence_BxG, axis=1), num_masked_B[:, None],
+                                   axis=1)
+    remask_BxG = confidence_BxG < cutoff_B
+    first = state.first_logits_BxGxV
+    if first is not None:
+      first = jnp.where(step == 0, logits_BxGxV, first)
+    return MaskGitState(step=step + 1, ids_BxG=jnp.where(remask_BxG, mask, sampled_BxG),
+                        rng=rng, first_logits_BxGxV=first)
+
+  return step_fn
+
+
+def sample(params, labels_B, rng, *, model, num_steps: int, keep_first_logits: bool = False,
+           **options) -> MaskGitState:
+  """Decodes [B, G] ids for labels_B in num_steps steps (one lax loop); the final state.
+
+  options: temperature, choice_temperature, guidance_scale, guidance_schedule,
+  guidance_power, mask_schedule (see make_step).
+  """
+  step_fn = make_step(params, labels_B, model=model, num_steps=num_steps, **options)
+  init = init_state(labels_B.shape[0], model.num_tokens, model.vocab_size, rng,
+                    keep_first_logits)
+  return jax.lax.fori_loop(0, num_steps, lambda _, state: step_fn(state), init)

@@ -1,0 +1,262 @@
+"""Generator stage: a MaskGIT or AR transformer over a frozen tokenizer's global ids.
+
+`frozen` is the tokenizer adapter's params (see global_tokenizer.py), passed to the jitted
+step as a sharded, non-donated argument. A batch holds either `image` (the step encodes it
+to ids with the frozen tokenizer) or `ids` (from the token cache, data/token_cache.py), and
+`label`. Eval: validation loss on data.eval_split and a PNG grid of class-balanced samples.
+"""
+import functools
+import json
+import os
+
+import flax.linen as nn
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from sbt_jax import checkpointing
+from sbt_jax import global_tokenizer
+from sbt_jax import sharding
+from sbt_jax.data import pipeline
+from sbt_jax.data import token_cache
+from sbt_jax.evaluators import image_grid
+from sbt_jax.models import generator as generator_lib
+from sbt_jax.sampling import generate
+from sbt_jax.sampling import schedules
+from sbt_jax.trainers import state as state_lib
+
+
+def drop_labels(labels_B, rng, drop_prob: float, null_label: int):
+  """Replaces each label by the null class with probability drop_prob (for CFG)."""
+  drop_B = jax.random.bernoulli(rng, drop_prob, labels_B.shape)
+  return jnp.where(drop_B, null_label, labels_B)
+
+
+def random_mask(rng, batch: int, num_tokens: int, schedule: str):
+  """[B, G] bool: per example, ceil(G * mask_ratio(u)) random positions, u ~ U(0, 1)."""
+  u_rng, pos_rng = jax.random.split(rng)
+  ratio_B = schedules.mask_ratio(jax.random.uniform(u_rng, (batch,)), schedule)
+  num_masked_B = jnp.clip(jnp.ceil(ratio_B * num_tokens), 1, num_tokens).astype(jnp.int32)
+  rank_BxG = jnp.argsort(jnp.argsort(jax.random.uniform(pos_rng, (batch, num_tokens)), 1), 1)
+  return rank_BxG < num_masked_B[:, None]
+
+
+def token_losses(params, ids_BxG, labels_B, rng, *, model, g: ml_collections.ConfigDict,
+                 train: bool):
+  """Per-position smoothed cross-entropy, NLL, correctness and weight (positions scored).
+
+  MaskGIT scores the masked positions only; AR scores every position (next-token loss).
+  """
+  drop_rng, mask_rng = jax.random.split(rng)
+  if train and g.label_drop > 0:
+    labels_B = drop_labels(labels_B, drop_rng, g.label_drop, g.num_classes)
+  v = model.vocab_size
+  if g.type == 'maskgit':
+    masked_BxG = random_mask(mask_rng, *ids_BxG.shape, g.mask_schedule)
+    inputs_BxG = jnp.where(masked_BxG, generator_lib.mask_id(v), ids_BxG)
+    logits_BxGxV = model.apply({'params': params},
+                               generator_lib.maskgit_inputs(inputs_BxG, labels_B, v))[:, 1:]
+    weight_BxG = masked_BxG.astype(jnp.float32)
+  else:
+    logits_BxGxV = model.apply({'params': params},
+                               generator_lib.ar_inputs(ids_BxG, labels_B, v))
+    weight_BxG = jnp.ones(ids_BxG.shape, jnp.float32)
+  onehot_BxGxV = jax.nn.one_hot(ids_BxG, v)
+  smooth_BxGxV = optax.smooth_labels(onehot_BxGxV, g.label_smoothing)
+  xent_BxG = optax.softmax_cross_entropy(logits_BxGxV, smooth_BxGxV)
+  nll_BxG = optax.softmax_cross_entropy_with_integer_labels(logits_BxGxV, ids_BxG)
+  correct_BxG = (jnp.argmax(logits_BxGxV, -1) == ids_BxG).astype(jnp.float32)
+  return xent_BxG, nll_BxG, correct_BxG, weight_BxG
+
+
+def batch_ids(frozen, batch, *, adapter):
+  """The batch's global ids: cached, or encoded by the frozen tokenizer inside the step."""
+  if 'ids' in batch:
+    return batch['ids'].astype(jnp.int32)
+  return jax.lax.stop_gradient(adapter.encode_global_ids(frozen, batch['image']))
+
+
+def generator_loss(params, ids_BxG, labels_B, rng, *, model, g):
+  xent, nll, correct, weight = token_losses(params, ids_BxG, labels_B, rng, model=model, g=g,
+                                            train=True)
+  total = jnp.maximum(jnp.sum(weight), 1.0)
+  loss = jnp.sum(xent * weight) / total
+  metrics = {'loss': loss, 'nll': jnp.sum(nll * weight) / total,
+             'accuracy': jnp.sum(correct * weight) / total,
+             'scored_fraction': jnp.mean(weight)}
+  return loss, metrics
+
+
+def train_step(state, frozen, batch, rng, *, model, adapter, tx, config):
+  ids_BxG = batch_ids(frozen, batch, adapter=adapter)
+  grad_fn = jax.value_and_grad(
+      functools.partial(generator_loss, model=model, g=config.generator), has_aux=True)
+  (_, metrics), grads = grad_fn(state.params, ids_BxG, batch['label'], rng)
+  metrics['grad_norm'] = optax.global_norm(grads)
+  metrics['learning_rate'] = state_lib.learning_rate_schedule(
+      config.optim, config.train.num_steps)(state.step)
+  return state_lib.apply_gradients(state, grads, tx, config.optim.ema_decay), metrics
+
+
+def eval_step(params, frozen, batch, rng, *, model, adapter, g):
+  """Per-example sums over scored positions: (nll, correct, count), each [B]."""
+  ids_BxG = batch_ids(frozen, batch, adapter=adapter)
+  _, nll, correct, weight = token_losses(params, ids_BxG, batch['label'], rng, model=model,
+                                         g=g, train=False)
+  return jnp.sum(nll * weight, 1), jnp.sum(correct * weight, 1), jnp.sum(weight, 1)
+
+
+class GeneratorTask:
+  """What the shared loop needs from the generator stage."""
+
+  def __init__(self, config: ml_collections.ConfigDict, mesh):
+    self.config = config
+    self.mesh = mesh
+    g = config.generator
+    try:
+      tok_config = global_tokenizer.load_config(g.tokenizer_workdir)
+    except FileNotFoundError as e:
+      raise FileNotFoundError(f'generator.tokenizer_workdir={g.tokenizer_workdir!r}: {e}') from e
+    self.adapter = global_tokenizer.adapter_for(tok_config)
+    d = config.data
+    if self.adapter.image_shape != (d.image_size, d.image_size, d.channels):
+      raise ValueError(
+          f'data.image_size={d.image_size}, data.channels={d.channels} do not match the '
+          f'tokenizer in generator.tokenizer_workdir={g.tokenizer_workdir!r} (images '
+          f'{self.adapter.image_shape}).')
+    self.model = generator_lib.build_generator(g, self.adapter.vocab_size,
+                                               self.adapter.num_tokens)
+    self.tx = state_lib.make_optimizer(config.optim, config.train.num_steps)
+    self.train_step = functools.partial(train_step, model=self.model, adapter=self.adapter,
+                                        tx=self.tx, config=config)
+    self._frozen = None
+    self.tokenizer_step = None
+    self._pinned_step = None  # a resumed run keeps the tokenizer step it started with
+    self._jitted = {}
+
+  def dummy_seq(self, batch_size=1):
+    length = self.adapter.num_tokens + (1 if self.config.generator.type == 'maskgit' else 0)
+    return jnp.zeros((batch_size, length), jnp.int32)
+
+  def boxed_state(self, rng):
+    params = self.model.init(rng, self.dummy_seq())['params']
+    return state_lib.create(params, self.tx, self.config.optim.ema_decay > 0)
+
+  def init_state(self, rng):
+    return nn.meta.unbox(self.boxed_state(rng))
+
+  def load_frozen(self):
+    """The frozen tokenizer's params (loaded once; a missing checkpoint is a clear error)."""
+    if self._frozen is None:
+      g = self.config.generator
+      step = g.tokenizer_step if self._pinned_step is None else self._pinned_step
+      try:
+        _, self._frozen, self.tokenizer_step = global_tokenizer.load(
+            g.tokenizer_workdir, self.mesh, step)
+      except checkpointing.CheckpointError as e:
+        raise checkpointing.CheckpointError(
+            f'generator.tokenizer_workdir={g.tokenizer_workdir!r} '
+            f'(generator.tokenizer_step={g.tokenizer_step}): {e}') from e
+    return self._frozen
+
+  # -- data ---------------------------------------------------------------------------
+  def _cache(self, split: str, workdir: str):
+    g = self.config.generator
+    frozen = jax.device_put(self.load_frozen(), sharding.replicated(self.mesh))
+    cache_dir = g.token_cache_dir or os.path.join(workdir, 'token_cache')
+    path = token_cache.cache_path(cache_dir, self.config.data, split, self.tokenizer_step)
+    if 'encode' not in self._jitted:
+      self._jitted['encode'] = jax.jit(self.adapter.encode_global_ids)
+    tokenizer = f'{os.path.abspath(g.tokenizer_workdir)}@{self.tokenizer_step}'
+    arrays, _ = token_cache.load_or_build(
+        path, self.config.data, split, functools.partial(self._jitted['encode'], frozen),
+        self.mesh, tokenizer=tokenizer)
+    return arrays, path
+
+  def make_train_loader(self, workdir: str):
+    """Images (encoded in the step) or, with use_token_cache, ids from the cache.
+
+    Records the tokenizer (workdir, step) in <workdir>/tokenizer.json; a resumed run with
+    generator.tokenizer_step=-1 keeps the recorded step even if the tokenizer trained on.
+    """
+    g = self.config.generator
+    record_path = os.path.join(workdir, 'tokenizer.json')
+    tok_workdir = os.path.abspath(g.tokenizer_workdir)
+    if g.tokenizer_step < 0 and os.path.isfile(record_path):
+      with open(record_path) as f:
+        record = json.load(f)
+      if record['workdir'] == tok_workdir:
+        self._pinned_step = int(record['step'])
+    self.load_frozen()
+    if jax.process_index() == 0:
+      with open(record_path, 'w') as f:
+        json.dump({'workdir': tok_workdir, 'step': self.tokenizer_step}, f)
+    d = self.config.data
+    if not self.config.generator.use_token_cache:
+      return pipeline.make_train_loader(d, seed=self.config.seed,
+                                        process_index=jax.process_index(),
+                                        process_count=jax.process_count())
+    arrays, path = self._cache(d.train_split, workdir)
+    return token_cache.make_train_loader(
+        arrays, os.path.basename(path), global_batch_size=d.global_batch_size,
+        seed=self.config.seed, process_index=jax.process_index(),
+        process_count=jax.process_count())
+
+  def _eval_loader(self, workdir):
+    cfg = self.config
+    if cfg.generator.use_token_cache and workdir is not None:
+      arrays, _ = self._cache(cfg.data.eval_split, workdir)
+      return token_cache.eval_batches(
+          arrays, global_batch_size=cfg.data.eval_batch_size,
+          num_examples=cfg.train.eval_num_images, process_index=jax.process_index(),
+          process_count=jax.process_count())
+    return pipeline.make_eval_loader(
+        cfg.data, num_images=cfg.train.eval_num_images, process_index=jax.process_index(),
+        process_count=jax.process_count())
+
+  # -- eval ----------------------------------------------------------------------------
+  def sample_images(self, params, frozen, labels_B, rng):
+    """Images [B, H, W, C] in [-1, 1] sampled for labels_B (jitted, compiled once)."""
+    if 'sample' not in self._jitted:
+      sample_ids = generate.ids_sampler(self.model, self.config.generator)
+
+      def sample(p, f, labels, r):
+        return jnp.clip(self.adapter.decode_global_ids(f, sample_ids(p, labels, r)), -1, 1)
+      self._jitted['sample'] = jax.jit(sample)
+    return self._jitted['sample'](params, frozen, jnp.asarray(labels_B), rng)
+
+  def evaluate(self, state, frozen, *, step: int, workdir: str | None):
+    """Validation NLL / accuracy over scored positions of data.eval_split + a sample grid."""
+    cfg = self.config
+    if 'eval' not in self._jitted:
+      self._jitted['eval'] = jax.jit(functools.partial(
+          eval_step, model=self.model, adapter=self.adapter, g=cfg.generator))
+    params = state_lib.eval_params(state)
+    nll = correct = count = 0.0
+    num_images = 0.0
+    for i, local_batch in enumerate(self._eval_loader(workdir)):
+      batch = sharding.global_batch(local_batch, self.mesh)
+      sums = self._jitted['eval'](params, frozen, batch, jax.random.key(i))
+      mask, *sums = (np.asarray(multihost_utils.process_allgather(x, tiled=True), np.float64)
+                     for x in (batch['mask'],) + tuple(sums))
+      nll += float(np.sum(sums[0] * mask))
+      correct += float(np.sum(sums[1] * mask))
+      count += float(np.sum(sums[2] * mask))
+      num_images += float(mask.sum())
+    # eval/loss is the unsmoothed cross-entropy (nats per scored token).
+    results = {'eval/loss': nll / max(count, 1.0), 'eval/accuracy': correct / max(count, 1.0),
+               'eval/num_images': num_images}
+    if workdir is not None and cfg.train.grid_num_images > 0:
+      c = cfg.generator.num_classes
+      n = max(c, cfg.train.grid_num_images // c * c)
+      labels = generate.class_balanced_labels(n, c)
+      images = np.asarray(self.sample_images(params, frozen, labels,
+                                             jax.random.key(cfg.seed)))
+      if jax.process_index() == 0:
+        rows = [images[i:i + c] for i in range(0, n, c)]
+        path = os.path.join(workdir, 'images', f'samples_{step:07d}.png')
+        image_grid.save_grid(path, rows, scale=2 if cfg.data.image_size < 64 else 1)
+    return results

@@ -1,0 +1,211 @@
+"""stage='generator' on the shared tiny TiTok run: end to end, token cache, step compiles
+once, sample command, clear errors for a missing tokenizer."""
+import json
+import os
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from configs import generator_fmnist
+from sbt_jax import checkpointing
+from sbt_jax import global_tokenizer
+from sbt_jax import inference
+from sbt_jax import sharding
+from sbt_jax.data import pipeline
+from sbt_jax.data import token_cache
+from sbt_jax.sampling import restored
+from sbt_jax.trainers import generator as generator_trainer
+from sbt_jax.trainers import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(data_dir, tokenizer_workdir, variant='runlocal', **generator):
+  c = generator_fmnist.get_config(variant)
+  c.data.data_dir = data_dir
+  c.generator.tokenizer_workdir = tokenizer_workdir
+  c.generator.attention_impl = 'xla'  # compiles faster than the CPU default; same math
+  for k, v in generator.items():
+    c.generator[k] = v
+  return c
+
+
+@pytest.fixture(scope='module')
+def generator_run(fmnist_data_dir, tiny_workdir, tmp_path_factory):
+  """4 MaskGIT steps from the token cache; eval (loss + sample grid) at the end."""
+  workdir = str(tmp_path_factory.mktemp('gen') / 'w')
+  c = _config(fmnist_data_dir, tiny_workdir, use_token_cache=True)
+  c.generator.sampling.guidance_scale = 1.0
+  _, results = loop.train_and_evaluate(c, workdir)
+  return workdir, results
+
+
+def test_generator_stage_end_to_end(generator_run):
+  workdir, results = generator_run
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f]
+  losses = [r['train/loss'] for r in rows if 'train/loss' in r]
+  assert losses and np.all(np.isfinite(losses))
+  # Cross-entropy over 64 codes starts near log(64) = 4.16 (plus label smoothing).
+  assert 3.0 < losses[0] < 6.0
+  assert np.isfinite(results['eval/loss']) and results['eval/num_images'] == 20
+  assert os.path.getsize(os.path.join(workdir, 'images', 'samples_0000004.png')) > 100
+  with open(os.path.join(workdir, 'tokenizer.json')) as f:
+    assert json.load(f)['step'] == 4
+
+
+def test_token_cache_holds_the_tokenizer_ids_and_is_reused(generator_run, fmnist_data_dir,
+                                                           tiny_workdir, monkeypatch):
+  workdir, _ = generator_run
+  cache_dir = os.path.join(workdir, 'token_cache')
+  assert sorted(os.listdir(cache_dir)) == ['fashion_mnist_deb_test_28px_tok4.npz',
+                                           'fashion_mnist_deb_train_28px_tok4.npz']
+  with np.load(os.path.join(cache_dir, 'fashion_mnist_deb_test_28px_tok4.npz')) as data:
+    ids, labels = data['ids'], data['label']
+  # The cached ids are the tokenizer's ids of the split, in order, with the split's labels.
+  c = _config(fmnist_data_dir, tiny_workdir)
+  c.data.eval_batch_size = 8
+  batches = list(pipeline.make_eval_loader(c.data))
+  images = np.concatenate([b['image'] for b in batches])[:20]
+  np.testing.assert_array_equal(ids, inference.Tokenizer(tiny_workdir).encode(images))
+  np.testing.assert_array_equal(labels, np.concatenate([b['label'] for b in batches])[:20])
+  # A second run reads the cache instead of encoding again.
+  mtime = os.path.getmtime(os.path.join(cache_dir, 'fashion_mnist_deb_train_28px_tok4.npz'))
+
+  def no_encoding(*args, **kwargs):
+    raise AssertionError('the token cache was encoded again')
+  monkeypatch.setattr(token_cache, '_encode_split', no_encoding)
+  task = generator_trainer.GeneratorTask(c, sharding.make_mesh(c.mesh))
+  c.generator.use_token_cache = True
+  batch = next(iter(task.make_train_loader(workdir)))
+  assert batch['ids'].shape == (16, 8) and batch['label'].shape == (16,)
+  assert mtime == os.path.getmtime(
+      os.path.join(cache_dir, 'fashion_mnist_deb_train_28px_tok4.npz'))
+  # A cache written by another tokenizer is refused.
+  with pytest.raises(ValueError, match='written by tokenizer'):
+    token_cache.load_or_build(os.path.join(cache_dir, 'fashion_mnist_deb_test_28px_tok4.npz'),
+                              c.data, 'test', None, None, tokenizer='/other@1')
+
+
+@pytest.mark.parametrize('kind', ['maskgit', 'ar'])
+def test_generator_step_compiles_once(fmnist_data_dir, tiny_workdir, kind):
+  """3 steps, one trace: MaskGIT encoding images inside the jitted step (its ids are the
+  tokenizer's), AR on ids as the cache serves them."""
+  c = _config(fmnist_data_dir, tiny_workdir, 'runlocal' + (',ar' if kind == 'ar' else ''))
+  c.optim.learning_rate = 3e-3
+  mesh = sharding.make_mesh(c.mesh)
+  task = generator_trainer.GeneratorTask(c, mesh)
+  step = task.train_step
+  chex.clear_trace_counter()  # the parametrized cases share the lambda below
+  task.train_step = chex.assert_max_traces(
+      lambda state, frozen, batch, rng: step(state, frozen, batch, rng), n=1)
+  rng = jax.random.key(0)
+  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh,
+                                      c.mesh.rules)
+  state = jax.jit(task.init_state, out_shardings=state_sh)(rng)
+  frozen = jax.device_put(task.load_frozen(), sharding.replicated(mesh))
+  step_fn = loop.compile_train_step(task, mesh, state_sh, c)
+  local = next(iter(pipeline.make_train_loader(c.data, seed=0)))
+  if kind == 'ar':  # ids as the token cache serves them
+    local = {'ids': np.random.RandomState(0).randint(0, 64, (16, 8)).astype(np.int32),
+             'label': local['label']}
+  batch = sharding.global_batch(local, mesh)
+  losses = []
+  for i in range(3):
+    state, metrics = step_fn(state, frozen, batch, jax.random.key(i))
+    losses.append(float(metrics['loss']))
+  assert np.all(np.isfinite(losses)) and int(state.step) == 3
+  if kind == 'ar':  # Same batch, same rng, deterministic targets: the loss goes down.
+    assert losses[-1] < losses[0]
+  if kind == 'maskgit':  # The step's ids are the tokenizer's.
+    ids = jax.jit(generator_trainer.batch_ids, static_argnames='adapter')(
+        frozen, batch, adapter=task.adapter)
+    np.testing.assert_array_equal(ids,
+                                  inference.Tokenizer(tiny_workdir).encode(local['image']))
+
+
+def test_sample_command_writes_class_balanced_png_and_npz(generator_run, tmp_path):
+  workdir, _ = generator_run
+  out = tmp_path / 'samples'
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'sbt_jax.sample', '--workdir', workdir, '--num_samples', '25',
+       '--out', str(out), '--seed', '3', '--batch_size', '16'],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with np.load(out / 'samples.npz') as data:
+    images, labels, ids = data['images'], data['labels'], data['ids']
+  assert images.shape == (25, 28, 28, 1) and images.dtype == np.uint8
+  assert ids.shape == (25, 8) and ids.max() < 64
+  np.testing.assert_array_equal(np.bincount(labels, minlength=10),
+                                [3] * 5 + [2] * 5)
+  assert os.path.getsize(out / 'grid.png') > 100
+  # Seeded: the library call with the same seed and batch size gives the same samples.
+  gen = restored.RestoredGenerator(workdir, sampling_overrides={'batch_size': 16})
+  again, again_ids = gen.sample(labels, seed=3)
+  np.testing.assert_array_equal(again_ids, ids)
+  np.testing.assert_array_equal(np.clip(np.round((again + 1) * 127.5), 0, 255), images)
+  assert not np.array_equal(gen.sample(labels, seed=4)[1], ids)
+  # The form sbt_jax.evaluate takes for generation metrics (any batch size).
+  fn_images = gen.sample_fn()(np.arange(5) % 10, jax.random.key(0))
+  assert fn_images.shape == (5, 28, 28, 1) and np.abs(fn_images).max() <= 1
+  # TiTok has no aligner to swap.
+  with pytest.raises(ValueError, match='no aligner'):
+    restored.RestoredGenerator(workdir, aligner_workdir=str(tmp_path))
+
+
+def test_missing_tokenizer_is_a_clear_error(fmnist_data_dir, tiny_workdir, tmp_path):
+  # No such run: names the config.json it looked for.
+  c = _config(fmnist_data_dir, str(tmp_path / 'nowhere'))
+  with pytest.raises(FileNotFoundError, match='generator.tokenizer_workdir=.*config.json'):
+    loop.train_and_evaluate(c, str(tmp_path / 'w1'))
+  # A run without checkpoints (e.g. still starting): names the checkpoint directory.
+  empty = tmp_path / 'tok_without_ckpt'
+  empty.mkdir()
+  with open(os.path.join(tiny_workdir, 'config.json')) as src:
+    (empty / 'config.json').write_text(src.read())
+  c = _config(fmnist_data_dir, str(empty))
+  with pytest.raises(checkpointing.CheckpointError,
+                     match='generator.tokenizer_workdir=.*No checkpoints in .*checkpoints'):
+    loop.train_and_evaluate(c, str(tmp_path / 'w2'))
+  # A step that was not saved: lists the available ones.
+  c = _config(fmnist_data_dir, tiny_workdir)
+  with pytest.raises(checkpointing.CheckpointError, match=r'step 3 .*available: \[2, 4\]'):
+    global_tokenizer.load(tiny_workdir, sharding.make_mesh(c.mesh), step=3)
+
+
+class _ShiftAlignerTokenizer(global_tokenizer.TiTokGlobalTokenizer):
+  """TiTok whose decode adds an offset loaded from an 'aligner' run: a stand-in for a
+  tokenizer that decodes generate-mode through an aligner (SelfBootTok)."""
+
+  def load_aligner(self, aligner_workdir, mesh):
+    del mesh
+    with open(os.path.join(aligner_workdir, 'shift.json')) as f:
+      return {'aligner': {'shift': np.float32(json.load(f))}}
+
+  def decode_global_ids(self, params, ids_BxG):
+    return super().decode_global_ids(params, ids_BxG) + params['aligner']['shift']
+
+
+def test_swapping_the_aligner_changes_samples_not_the_generator(generator_run, tmp_path,
+                                                                monkeypatch):
+  workdir, _ = generator_run
+  monkeypatch.setitem(global_tokenizer.ADAPTERS, 'titok', _ShiftAlignerTokenizer)
+  samples = []
+  for shift in (0.0, -0.5):
+    aligner = tmp_path / f'aligner_{shift}'
+    aligner.mkdir()
+    (aligner / 'shift.json').write_text(json.dumps(shift))
+    gen = restored.RestoredGenerator(workdir, aligner_workdir=str(aligner),
+                                     sampling_overrides={'batch_size': 8})
+    samples.append(gen.sample(np.arange(8) % 10, seed=0))
+  (images_a, ids_a), (images_b, ids_b) = samples
+  np.testing.assert_array_equal(ids_a, ids_b)  # the same generator, the same global ids
+  inside = (images_a < 1) & (images_a > -0.5)  # pixels that neither sample clipped
+  assert inside.mean() > 0.2
+  np.testing.assert_allclose(images_b[inside], images_a[inside] - 0.5, atol=1e-5)
+  assert not np.allclose(images_a, images_b)
