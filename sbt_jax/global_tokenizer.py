@@ -21,6 +21,7 @@ import ml_collections
 from sbt_jax import checkpointing
 from sbt_jax import inference
 from sbt_jax import sharding
+from sbt_jax.models import registry
 from sbt_jax.models import titok
 
 
@@ -47,7 +48,50 @@ class TiTokGlobalTokenizer:
                      'its global ids alone and has no aligner.')
 
 
-ADAPTERS = {'titok': TiTokGlobalTokenizer}
+class SelfBootTokGlobalTokenizer:
+  """SelfBootTok in generate mode: the generator models the G global ids only; decoding
+  predicts the L local ids with the aligner (params['aligner'] when an aligner-stage run is
+  loaded, else the tokenizer's own) and decodes global + local."""
+
+  def __init__(self, config: ml_collections.ConfigDict, aligner_config=None):
+    self.config = config
+    self.model = registry.build_tokenizer(
+        config, aligner_cfg=None if aligner_config is None else aligner_config.aligner.model)
+    self.vocab_size = config.model.codebook_size
+    self.num_tokens = config.model.num_latent_tokens
+    self.image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+    # Local ids: argmax of the aligner (0) or sampled at this temperature.
+    self.local_temperature = 0.0
+
+  def _params(self, params):
+    if 'aligner' in params:
+      return {**params['tokenizer'], 'aligner': params['aligner']}
+    return params['tokenizer']
+
+  def encode_global_ids(self, params, x_BxHxWxC):
+    ids = self.model.apply({'params': self._params(params)}, x_BxHxWxC,
+                           method='encode_global')
+    return ids.astype(jnp.int32)
+
+  def decode_global_ids(self, params, ids_BxG, rng=None):
+    images, _ = self.model.apply({'params': self._params(params)}, ids_BxG,
+                                 rng if self.local_temperature > 0 else None,
+                                 self.local_temperature, method='decode_generate')
+    return images
+
+  def load_aligner(self, aligner_workdir, mesh):
+    """{'aligner': params} of a stage='aligner' run trained against this tokenizer."""
+    al_config = inference.load_config(aligner_workdir)
+    if al_config.stage != 'aligner':
+      raise ValueError(f'aligner_workdir={aligner_workdir!r} is a {al_config.stage!r} run, '
+                       "not stage='aligner'")
+    params, _ = _restore_tokenizer_params(aligner_workdir, al_config, mesh, None)
+    # The aligner has its own size: rebuild the model around it.
+    self.model = registry.build_tokenizer(self.config, aligner_cfg=al_config.aligner.model)
+    return {'aligner': params}
+
+
+ADAPTERS = {'titok': TiTokGlobalTokenizer, 'selfboottok': SelfBootTokGlobalTokenizer}
 
 
 def _restore_tokenizer_params(workdir: str, config, mesh, step: int | None):

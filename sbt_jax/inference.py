@@ -28,16 +28,32 @@ from sbt_jax.data import image_folder
 from sbt_jax.data import pipeline
 
 
+def _fill_defaults(defaults: dict, loaded: dict) -> dict:
+  """`loaded` with every field it lacks taken from `defaults` (recursively)."""
+  out = dict(defaults)
+  for k, v in loaded.items():
+    out[k] = _fill_defaults(defaults[k], v) if (
+        isinstance(v, dict) and isinstance(defaults.get(k), dict)) else v
+  return out
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The run's config.json; fields added to sbt_jax after the run get their defaults (so
+  older workdirs keep loading)."""
+  from sbt_jax import config_defaults  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{path} not found: {workdir!r} is not the workdir of an sbt_jax '
                             'training run.')
   with open(path) as f:
     try:
-      return ml_collections.ConfigDict(json.load(f))
+      loaded = json.load(f)
     except json.JSONDecodeError as e:
       raise ValueError(f'{path} is not valid JSON ({e}).') from e
+  if not isinstance(loaded, dict):
+    raise ValueError(f'{path} does not hold a config object.')
+  return ml_collections.ConfigDict(
+      _fill_defaults(config_defaults.base_config().to_dict(), loaded))
 
 
 def load_images(paths, image_size: int, channels: int) -> tuple[np.ndarray, list[str]]:

@@ -74,3 +74,28 @@ def test_imagenet_configs_match_the_paper_sizes(variant, tokens, width):
       tokens, width, 256)
   with pytest.raises(ValueError, match='exactly one'):
     titok_imagenet256.get_config('s128,b64')
+
+
+@pytest.mark.parametrize('module,variant', [
+    ('selfboottok_fmnist', None), ('selfboottok_fmnist', 'latent'),
+    ('selfboottok_fmnist', 'soft'), ('selfboottok_fmnist', 'titok16'),
+    ('selfboottok_fmnist', 'aligner'), ('selfboottok_imagenet256', None),
+    ('selfboottok_imagenet256', 'aligner_l'), ('selfboottok_imagenet256', 'soft,runlocal')])
+def test_selfboottok_configs_validate_and_build(module, variant):
+  import importlib  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from sbt_jax.models import registry  # pylint: disable=g-import-not-at-top
+  c = importlib.import_module(f'configs.{module}').get_config(variant)
+  if c.stage == 'aligner':
+    c.aligner.tokenizer_workdir = '/some/tokenizer'
+  config_defaults.validate(c)
+  model = registry.build_tokenizer(c, c.aligner.model if c.stage == 'aligner' else None)
+  shape = (1, c.data.image_size, c.data.image_size, c.data.channels)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))['params']
+  if c.model.name == 'selfboottok':
+    assert {'encoder', 'quantizer', 'local_quantizer', 'aligner', 'decoder'} <= set(params)
+    width = (c.aligner.model if c.stage == 'aligner' else c.model.aligner).width
+    assert params['aligner']['pos_queries'].value.shape[-1] == width
+  with pytest.raises(ValueError, match='Unknown variants'):
+    importlib.import_module(f'configs.{module}').get_config('nope')
