@@ -251,11 +251,7 @@ def main(argv=None):
       add('decode', 'images_per_s', sample_batch / decode_med, 'images/s', **extra)
       add('decode', 'flops_per_step', decode_flops, 'FLOP', **extra)
 
-  if args.out not in ('', '-'):
-    with open(args.out, 'a') as f:
-      for r in records:
-        f.write(json.dumps(r, sort_keys=True) + '\n')
-    print(f'appended {len(records)} records to {args.out}')
+  throughput.append_records(args.out, records)
   return records
 
 

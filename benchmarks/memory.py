@@ -137,11 +137,7 @@ def main(argv=None):
     print(f'{name:50s} peak {stats["peak_estimate"] / 2**30:6.2f} GiB  temp '
           f'{stats["temp"] / 2**30:6.2f} GiB  args {stats["argument"] / 2**30:5.2f} GiB  '
           f'{step}  compile {compile_s:5.1f} s', flush=True)
-  if args.out not in ('', '-'):
-    with open(args.out, 'a') as f:
-      for r in records:
-        f.write(json.dumps(r, sort_keys=True) + '\n')
-    print(f'appended {len(records)} records to {args.out}')
+  throughput.append_records(args.out, records)
   return records
 
 

@@ -119,11 +119,7 @@ def main(argv=None):
                         unit='s', note='configs/selfboottok_fmnist.py:titok (same enc/dec)'))
   for r in records:
     print(json.dumps({k: r[k] for k in ('name', 'value', 'unit')}))
-  if args.out not in ('', '-'):
-    with open(args.out, 'a') as f:
-      for r in records:
-        f.write(json.dumps(r) + '\n')
-    print(f'appended {len(records)} records to {args.out}')
+  throughput.append_records(args.out, records)
 
 
 if __name__ == '__main__':

@@ -92,6 +92,17 @@ def git_revision():
     return 'unknown'
 
 
+def append_records(path: str, records) -> None:
+  """Appends one JSON object per record to `path` ('' or '-': print only)."""
+  if path in ('', '-'):
+    return
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'a') as f:
+    for r in records:
+      f.write(json.dumps(r, sort_keys=True) + '\n')
+  print(f'appended {len(records)} records to {path}')
+
+
 def time_calls(fn, args, steps, warmup):
   """Median and all wall times (s) of `fn(*args)` after `warmup` calls; blocks on outputs."""
   for _ in range(warmup):
@@ -275,12 +286,7 @@ def main(argv=None):
     print(f'{name:40s} {batch / med:8.2f} img/s  {flops_s / peak:6.1%} of '
           f'{peak / 1e9:.0f} GFLOP/s peak')
 
-  if args.out not in ('', '-'):
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'a') as f:
-      for r in records:
-        f.write(json.dumps(r, sort_keys=True) + '\n')
-    print(f'appended {len(records)} records to {args.out}')
+  append_records(args.out, records)
   return records
 
 

@@ -8,32 +8,17 @@ it the decoder trains on q_soft (closer to SoftVQ-VAE) and hard-id decoding is a
 approximation. Same interface and aux keys as quantizer.VectorQuantizer, so dead-code
 restarts and usage statistics treat both alike. Always float32.
 """
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models.quantizer import l2_normalize
 
 
-class SoftQuantizer(nn.Module):
-  codebook_size: int
-  token_dim: int
-  commitment_cost: float = 0.25
+class SoftQuantizer(quantizer_lib.VectorQuantizer):
+  """Codebook, lookup and params as VectorQuantizer; a softmax assignment in __call__."""
   temperature: float = 0.1
   straight_through: bool = True
-
-  def setup(self):
-    self.codebook = self.param(
-        'codebook',
-        nn.with_logical_partitioning(nn.initializers.normal(1.0), ('vocab', 'token')),
-        (self.codebook_size, self.token_dim), jnp.float32)
-
-  def normalized_codebook(self):
-    return l2_normalize(self.codebook)
-
-  def lookup(self, ids):
-    """ids (any shape) -> normalised code vectors (shape + (token_dim,))."""
-    return jnp.take(self.normalized_codebook(), ids, axis=0)
 
   def __call__(self, z_BxGxT):
     z_BxGxT = l2_normalize(z_BxGxT.astype(jnp.float32))
