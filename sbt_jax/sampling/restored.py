@@ -58,7 +58,8 @@ class RestoredGenerator:
                                         config.mesh.rules)
     abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, rng), state_sh)
     self.params, self.step = checkpointing.restore_params(workdir, abstract, step)
-    _, tok_params, self.tokenizer_step = global_tokenizer.load(
+    # With aligner_workdir the adapter is rebuilt around that aligner's size: use it.
+    self.adapter, tok_params, self.tokenizer_step = global_tokenizer.load(
         config.generator.tokenizer_workdir, self.mesh, config.generator.tokenizer_step,
         aligner_workdir=aligner_workdir)
     self.tokenizer_params = jax.device_put(tok_params, sharding.replicated(self.mesh))
