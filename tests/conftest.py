@@ -49,3 +49,17 @@ def tiny_sbt_workdir(fmnist_data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('tiny_sbt_run') / 'w')
   loop.train_and_evaluate(c, workdir)
   return workdir
+
+
+@pytest.fixture(scope='session')
+def tiny_aligner_workdir(tiny_sbt_workdir, fmnist_data_dir, tmp_path_factory):
+  """A 4-step aligner-stage run (a wider aligner) against `tiny_sbt_workdir`."""
+  from configs import selfboottok_fmnist  # pylint: disable=g-import-not-at-top
+  from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
+  c = selfboottok_fmnist.get_config('runlocal,aligner')
+  c.data.data_dir = fmnist_data_dir
+  c.aligner.tokenizer_workdir = tiny_sbt_workdir
+  c.train.eval_every = 0  # eval at the end: both modes with the merged params
+  workdir = str(tmp_path_factory.mktemp('aligner_run') / 'w')
+  loop.train_and_evaluate(c, workdir)
+  return workdir

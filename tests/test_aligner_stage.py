@@ -13,15 +13,10 @@ from sbt_jax import inference
 from sbt_jax.trainers import loop
 
 
-@pytest.fixture(scope='module')
-def aligner_workdir(tiny_sbt_workdir, fmnist_data_dir, tmp_path_factory):
-  c = selfboottok_fmnist.get_config('runlocal,aligner')
-  c.data.data_dir = fmnist_data_dir
-  c.aligner.tokenizer_workdir = tiny_sbt_workdir
-  c.train.eval_every = 0  # eval at the end: both modes with the merged params
-  workdir = str(tmp_path_factory.mktemp('aligner_run') / 'w')
-  _, final_eval = loop.train_and_evaluate(c, workdir)
-  return workdir, final_eval
+@pytest.fixture
+def aligner_workdir(tiny_aligner_workdir):
+  with open(os.path.join(tiny_aligner_workdir, 'eval_final.json')) as f:
+    return tiny_aligner_workdir, json.load(f)
 
 
 def _metrics(workdir):
