@@ -136,7 +136,9 @@ def test_command_line(workdir, tmp_path):
   with open(tmp_path / 'cli' / 'results.json') as f:
     results = json.load(f)
   assert results['num_images'] == 8 and set(results['metrics']) == {
-      'psnr', 'ssim', 'rfd_vgg', 'codebook_usage', 'codebook_perplexity'}
+      'psnr', 'ssim', 'rfd_vgg', 'codebook_usage', 'codebook_perplexity', 'codes_used',
+      'entropy_bits'}
+  assert results['mode'] == 'compress' and results['ids_per_image'] == 8
   proc = run('--metrics', 'fid')
   assert proc.returncode != 0 and '--inception_weights' in proc.stderr
 

@@ -164,6 +164,8 @@ class TokenizerTask:
   def __init__(self, config: ml_collections.ConfigDict, mesh):
     self.config = config
     self.mesh = mesh
+    # The config eval reads model sizes from (the aligner stage's is the tokenizer's).
+    self.eval_config = config
     self.model = registry.build_tokenizer(config)
     self.tx = state_lib.make_optimizer(config.optim, config.train.num_steps)
     self.train_step = functools.partial(train_step, model=self.model, tx=self.tx,
@@ -195,7 +197,7 @@ class TokenizerTask:
 
   def evaluate(self, state, frozen, *, step: int, workdir: str | None):
     """Metrics over data.eval_split (mean PSNR/SSIM/LPIPS, codebook usage) + a PNG grid."""
-    cfg = getattr(self, 'eval_config', self.config)
+    cfg = self.eval_config
     if self._eval_step is None:
       batch_sh = sharding.batch_sharding(self.mesh)
       self._eval_step = jax.jit(functools.partial(eval_step, model=self.model),
