@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from sbt_jax import sharding
 from sbt_jax.data import pipeline
 
 
@@ -96,3 +97,12 @@ def restore_params(workdir: str, abstract_state, step: int | None = None):
     ckpt.close()
   params = state.ema_params if state.ema_params is not None else state.params
   return params, step
+
+
+def restore_task_params(task, workdir: str, mesh, rules, step: int | None = None):
+  """(params, step) of a stage's run: `task` (any trainers.get_task(...) object) gives the
+  state structure, `rules` the logical -> mesh axes for placing it on `mesh`."""
+  rng = jax.random.key(0)
+  shardings = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh, rules)
+  abstract = abstract_like(jax.eval_shape(task.init_state, rng), shardings)
+  return restore_params(workdir, abstract, step)

@@ -14,13 +14,10 @@ these four things, so a new tokenizer family needs one adapter class here and an
 in ADAPTERS (keyed by the tokenizer run's config.model.name). Swapping the aligner changes
 `params` only: the generator is not retrained.
 """
-import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sbt_jax import checkpointing
 from sbt_jax import inference
-from sbt_jax import sharding
 from sbt_jax.models import registry
 from sbt_jax.models import titok
 
@@ -85,23 +82,13 @@ class SelfBootTokGlobalTokenizer:
     if al_config.stage != 'aligner':
       raise ValueError(f'aligner_workdir={aligner_workdir!r} is a {al_config.stage!r} run, '
                        "not stage='aligner'")
-    params, _ = _restore_tokenizer_params(aligner_workdir, al_config, mesh, None)
+    _, _, params, _ = inference.restore_run(aligner_workdir, None, mesh)
     # The aligner has its own size: rebuild the model around it.
     self.model = registry.build_tokenizer(self.config, aligner_cfg=al_config.aligner.model)
     return {'aligner': params}
 
 
 ADAPTERS = {'titok': TiTokGlobalTokenizer, 'selfboottok': SelfBootTokGlobalTokenizer}
-
-
-def _restore_tokenizer_params(workdir: str, config, mesh, step: int | None):
-  from sbt_jax import trainers  # pylint: disable=g-import-not-at-top
-  task = trainers.get_task(config.stage)(config, mesh)
-  rng = jax.random.key(0)
-  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh,
-                                      config.mesh.rules)
-  abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, rng), state_sh)
-  return checkpointing.restore_params(workdir, abstract, step)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -125,8 +112,7 @@ def load(workdir: str, mesh, step: int = -1, aligner_workdir: str | None = None)
   """
   config = load_config(workdir)
   adapter = adapter_for(config)
-  tok_params, step = _restore_tokenizer_params(workdir, config, mesh,
-                                               None if step < 0 else step)
+  _, _, tok_params, step = inference.restore_run(workdir, None if step < 0 else step, mesh)
   params = {'tokenizer': tok_params}
   if aligner_workdir:
     params.update(adapter.load_aligner(aligner_workdir, mesh))

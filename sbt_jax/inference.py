@@ -74,16 +74,13 @@ def load_images(paths, image_size: int, channels: int) -> tuple[np.ndarray, list
   return np.stack(images), files
 
 
-def _restore_task_params(workdir, step, mesh):
+def restore_run(workdir, step, mesh):
   """(config, task, params, step) of the run in workdir (any stage)."""
   from sbt_jax import trainers  # pylint: disable=g-import-not-at-top
   config = load_config(workdir)
   task = trainers.get_task(config.stage)(config, mesh)
-  rng = jax.random.key(0)
-  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh,
-                                      config.mesh.rules)
-  abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, rng), state_sh)
-  params, step = checkpointing.restore_params(workdir, abstract, step)
+  params, step = checkpointing.restore_task_params(task, workdir, mesh, config.mesh.rules,
+                                                   step)
   return config, task, params, step
 
 
@@ -94,7 +91,7 @@ class Tokenizer:
                aligner_workdir: str | None = None, aligner_step: int | None = None):
     self.mesh = sharding.make_mesh(
         ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1}), jax.local_devices())
-    self.config, task, self.params, self.step = _restore_task_params(workdir, step, self.mesh)
+    self.config, task, self.params, self.step = restore_run(workdir, step, self.mesh)
     if self.config.stage != 'tokenizer':
       raise ValueError(f'{workdir!r} is a {self.config.stage!r} run; pass the tokenizer\'s '
                        'workdir (and an aligner run as aligner_workdir).')
@@ -103,7 +100,7 @@ class Tokenizer:
       if self.config.model.name != 'selfboottok':
         raise ValueError('aligner_workdir needs a selfboottok tokenizer; '
                          f'{workdir!r} is {self.config.model.name!r}')
-      al_config, al_task, al_params, _ = _restore_task_params(aligner_workdir, aligner_step,
+      al_config, al_task, al_params, _ = restore_run(aligner_workdir, aligner_step,
                                                                self.mesh)
       if al_config.stage != 'aligner':
         raise ValueError(f'aligner_workdir={aligner_workdir!r} is a {al_config.stage!r} '

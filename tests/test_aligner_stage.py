@@ -57,7 +57,7 @@ def test_aligner_stage_leaves_every_frozen_parameter_bit_identical(tiny_sbt_work
   g = base.encode(images, 'generate')
   assert not np.array_equal(base.decode(g), swapped.decode(g))
   # The aligner checkpoint holds only the aligner.
-  restored = inference._restore_task_params(workdir, None, base.mesh)[2]
+  restored = inference.restore_run(workdir, None, base.mesh)[2]
   assert set(restored) == set(swapped.params['aligner'])
 
 

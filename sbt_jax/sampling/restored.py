@@ -53,11 +53,8 @@ class RestoredGenerator:
         ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1}), jax.local_devices())
     task = generator_trainer.GeneratorTask(config, self.mesh)
     self.model, self.adapter = task.model, task.adapter
-    rng = jax.random.key(0)
-    state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), self.mesh,
-                                        config.mesh.rules)
-    abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, rng), state_sh)
-    self.params, self.step = checkpointing.restore_params(workdir, abstract, step)
+    self.params, self.step = checkpointing.restore_task_params(task, workdir, self.mesh,
+                                                               config.mesh.rules, step)
     # With aligner_workdir the adapter is rebuilt around that aligner's size: use it.
     self.adapter, tok_params, self.tokenizer_step = global_tokenizer.load(
         config.generator.tokenizer_workdir, self.mesh, config.generator.tokenizer_step,

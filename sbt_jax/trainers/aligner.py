@@ -19,7 +19,6 @@ import optax
 
 from sbt_jax import checkpointing
 from sbt_jax import inference
-from sbt_jax import sharding
 from sbt_jax.evaluators import lpips as lpips_lib
 from sbt_jax.models import registry
 from sbt_jax.trainers import state as state_lib
@@ -91,14 +90,10 @@ class AlignerTask(tokenizer_lib.TokenizerTask):
   def load_frozen(self):
     """Tokenizer params (EMA if kept) without its own aligner, + LPIPS for eval."""
     tok_task = tokenizer_lib.TokenizerTask(self.tokenizer_config, self.mesh)
-    rng = jax.random.key(0)
-    shardings = sharding.state_shardings(jax.eval_shape(tok_task.boxed_state, rng),
-                                         self.mesh, self.tokenizer_config.mesh.rules)
-    abstract = checkpointing.abstract_like(jax.eval_shape(tok_task.init_state, rng),
-                                           shardings)
     step = self.config.aligner.tokenizer_step
-    params, _ = checkpointing.restore_params(self.config.aligner.tokenizer_workdir, abstract,
-                                             None if step < 0 else step)
+    params, _ = checkpointing.restore_task_params(
+        tok_task, self.config.aligner.tokenizer_workdir, self.mesh,
+        self.tokenizer_config.mesh.rules, None if step < 0 else step)
     params = {k: v for k, v in params.items() if k != 'aligner'}
     return {'tokenizer': params, 'lpips': lpips_lib.load_params('vgg16')}
 
