@@ -8,6 +8,7 @@ locked: assigning a key that is not defined here (a typo in a config file or in 
 import ml_collections
 
 STAGES = ('tokenizer', 'aligner', 'generator')
+MODEL_NAMES = ('titok', 'selfboottok', 'tatok')
 # model.remat_policy values (models/vit.py:REMAT_POLICIES says what each one keeps).
 REMAT_POLICIES = ('none', 'full', 'dots_saveable', 'dots_with_no_batch_dims_saveable')
 GENERATOR_TYPES = ('maskgit', 'ar')
@@ -121,7 +122,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.worker_count = 0
 
   c.model = ml_collections.ConfigDict()
-  # Tokenizer family member: 'titok' or 'selfboottok' (fields marked [SBT] are its only).
+  # Tokenizer family member: 'titok', 'selfboottok' (fields marked [SBT] are its only) or
+  # 'tatok' (model.tatok).
   c.model.name = 'titok'
   # Square patch size in pixels; image_size must be divisible by it.
   c.model.patch_size = 4
@@ -179,6 +181,20 @@ def base_config() -> ml_collections.ConfigDict:
   # Sinkhorn iteration cap and marginal-error tolerance.
   c.model.ot.max_iterations = 300
   c.model.ot.threshold = 1e-3
+  # [TaTok] Patch tokens filtered by Dynamic Token Filtering (models/tatok.py, models/dtf.py).
+  c.model.tatok = ml_collections.ConfigDict()
+  # Entries of the patch codebook (its own, separate from the global one).
+  c.model.tatok.patch_codebook_size = 256
+  # Dimension of a quantized patch token.
+  c.model.tatok.patch_token_dim = 12
+  # The 2D aligner that estimates p(patch code | global ids); DTF ranks by its entropy.
+  c.model.tatok.aligner = _vit('tiny')
+  # Training draws an information-loss rate r ~ U(train_rate_min, train_rate_max) per image,
+  # so one model serves every rate (r = 0 keeps every patch token, r = 1 none).
+  c.model.tatok.train_rate_min = 0.0
+  c.model.tatok.train_rate_max = 1.0
+  # The rate r used by eval during training (evaluate/encode take their own --rate).
+  c.model.tatok.eval_rate = 0.3
   # Compute dtype of matmuls: 'float32' or 'bfloat16' (params and the quantizer stay float32).
   c.model.compute_dtype = 'float32'
   # Attention kernel: 'auto' (chunked on CPU, xla elsewhere), 'xla' or 'chunked'
@@ -211,6 +227,8 @@ def base_config() -> ml_collections.ConfigDict:
   # [SBT] Weight of generate-mode reconstruction (aligner's argmax local ids,
   # straight-through): the compression/generation balance knob; 0 trains compress mode only.
   c.loss.w_generate = 0.0
+  # [TaTok] Weight of the patch aligner's cross-entropy against sg(patch ids).
+  c.loss.patch_ce_weight = 1.0
 
   c.optim = ml_collections.ConfigDict()
   # Peak learning rate of AdamW.
@@ -306,8 +324,19 @@ def validate(c: ml_collections.ConfigDict) -> None:
          "'chunked'")
   if c.model.remat_policy not in REMAT_POLICIES:
     fail(f'model.remat_policy={c.model.remat_policy!r}; expected one of {REMAT_POLICIES}')
-  if c.model.name not in ('titok', 'selfboottok'):
-    fail(f"model.name={c.model.name!r}; expected 'titok' or 'selfboottok'")
+  if c.model.name not in MODEL_NAMES:
+    fail(f'model.name={c.model.name!r}; expected one of {MODEL_NAMES}')
+  if c.model.name == 'tatok':
+    t = c.model.tatok
+    for key in ('train_rate_min', 'train_rate_max', 'eval_rate'):
+      if not 0.0 <= t[key] <= 1.0:
+        fail(f'model.tatok.{key}={t[key]} must be in [0, 1]')
+    if t.train_rate_min > t.train_rate_max:
+      fail(f'model.tatok.train_rate_min={t.train_rate_min} > train_rate_max='
+           f'{t.train_rate_max}')
+    if t.aligner.width % t.aligner.num_heads:
+      fail(f'model.tatok.aligner.width={t.aligner.width} is not divisible by num_heads='
+           f'{t.aligner.num_heads}')
   if c.model.name == 'selfboottok':
     choices = {'model.global_quantizer': (c.model.global_quantizer, ('vq', 'soft')),
                'model.local_tokens': (c.model.local_tokens, ('ot', 'latent')),

@@ -75,9 +75,11 @@ class Decoder(nn.Module):
   scan_layers: bool = False
 
   @nn.compact
-  def __call__(self, q_BxGxT, slot_plan_BxNxL=None):
+  def __call__(self, q_BxGxT, slot_plan_BxNxL=None, patch_q_BxNxT=None, keep_BxN=None):
     """Image from G quantized tokens. With `slot_plan_BxNxL`, the last L tokens also get the
-    plan-weighted mean of the patch position embeddings (where each slot sits)."""
+    plan-weighted mean of the patch position embeddings (where each slot sits). With
+    `patch_q_BxNxT` and `keep_BxN` (TaTok), patch i's input is its embedded quantized token
+    where kept and the mask token where dropped (plus its position embedding either way)."""
     b, g, _ = q_BxGxT.shape
     side = self.image_size // self.patch_size
     n = side * side
@@ -92,8 +94,12 @@ class Decoder(nn.Module):
       slot_pos_BxLxD = jnp.einsum('bnl,nd->bld', plan, pos_NxD)
       l = slot_pos_BxLxD.shape[1]
       z_BxGxD = z_BxGxD.at[:, g - l:].add(slot_pos_BxLxD)
-    mask_NxD = mask_1xD + pos_NxD
-    mask_BxNxD = jnp.broadcast_to(mask_NxD, (b, n, self.width))
+    mask_BxNxD = jnp.broadcast_to(mask_1xD, (b, n, self.width))
+    if patch_q_BxNxT is not None:
+      patch_BxNxD = vit.Dense(self.width, self.dtype, 'patch_token_embed', ('token', 'embed'),
+                              ('embed',))(patch_q_BxNxT)
+      mask_BxNxD = jnp.where(keep_BxN[..., None], patch_BxNxD, mask_BxNxD)
+    mask_BxNxD = mask_BxNxD + pos_NxD
     h_BxLxD = jnp.concatenate([mask_BxNxD, z_BxGxD], axis=1)
     h_BxLxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
                               self.attention_impl, self.remat_policy, self.scan_layers,

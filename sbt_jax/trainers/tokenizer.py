@@ -22,6 +22,7 @@ from sbt_jax.evaluators import reconstruction
 from sbt_jax.models import codebook_restart
 from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import registry
+from sbt_jax.models import tatok as tatok_lib
 from sbt_jax.trainers import state as state_lib
 
 
@@ -39,18 +40,21 @@ def reconstruction_loss(recon_BxHxWxC, x_BxHxWxC, frozen, w, dtype, prefix=''):
   return loss, metrics
 
 
-# SelfBootTok's extra terms: aux key -> config.loss weight field.
+# SelfBootTok's and TaTok's extra terms: aux key -> config.loss weight field.
 _AUX_TERMS = (('align_loss', 'align_weight'), ('local_ce', 'local_ce_weight'),
-              ('ot_cost', 'ot_cost_weight'))
+              ('ot_cost', 'ot_cost_weight'), ('patch_ce', 'patch_ce_weight'))
 # Logged as they are (no gradient role).
 _AUX_METRICS = ('local_accuracy', 'ot_iterations', 'ot_converged', 'ot_plan_entropy',
-                'soft_assignment_entropy')
+                'soft_assignment_entropy', 'patch_entropy', 'kept_fraction')
 
 
-def tokenizer_loss(params, frozen, batch, *, model, config):
-  """Scalar loss and metrics for one batch of images in [-1, 1]."""
+def tokenizer_loss(params, frozen, batch, rng=None, *, model, config):
+  """Scalar loss and metrics for one batch of images in [-1, 1] (rng: TaTok's rates)."""
   x_BxHxWxC = batch['image']
-  recon_BxHxWxC, aux = model.apply({'params': params}, x_BxHxWxC)
+  args = ()
+  if config.model.name == 'tatok':
+    args = (tatok_lib.sample_rates(rng, x_BxHxWxC.shape[0], config.model.tatok),)
+  recon_BxHxWxC, aux = model.apply({'params': params}, x_BxHxWxC, *args)
   w = config.loss
   loss, metrics = reconstruction_loss(recon_BxHxWxC, x_BxHxWxC, frozen, w, model.dtype)
   loss = loss + w.quantizer_weight * aux['quantizer_loss']
@@ -69,6 +73,12 @@ def tokenizer_loss(params, frozen, batch, *, model, config):
   if 'local_ids' in aux:
     local = quantizer_lib.codebook_stats(aux['local_ids'], config.model.local_codebook_size)
     metrics.update({f'local_{k}': v for k, v in local.items()})
+  if 'patch_ids' in aux:
+    patch = quantizer_lib.codebook_stats(aux['patch_ids'],
+                                         config.model.tatok.patch_codebook_size)
+    metrics.update({f'patch_{k}': v for k, v in patch.items()})
+    metrics['tokens_per_image'] = config.model.num_latent_tokens + jnp.mean(
+        aux['num_kept'].astype(jnp.float32))
   metrics['loss'] = loss
   return loss, (metrics, aux)
 
@@ -80,6 +90,9 @@ def codebooks(config):
   if m.name == 'selfboottok':
     books.append(('local_quantizer', 'local_ids', 'local_z', 'local_codebook_usage',
                   m.local_codebook_size))
+  if m.name == 'tatok':
+    books.append(('patch_quantizer', 'patch_ids', 'patch_z', 'patch_codebook_usage',
+                  m.tatok.patch_codebook_size))
   return books
 
 
@@ -112,27 +125,36 @@ def _with_codebook(params, name, codebook):
 def train_step(state, frozen, batch, rng, *, model, tx, config):
   grad_fn = jax.value_and_grad(
       functools.partial(tokenizer_loss, model=model, config=config), has_aux=True)
-  (_, (metrics, aux)), grads = grad_fn(state.params, frozen, batch)
+  loss_rng, restart_rng = jax.random.split(rng)
+  (_, (metrics, aux)), grads = grad_fn(state.params, frozen, batch, loss_rng)
   metrics['grad_norm'] = optax.tree.norm(grads)
   metrics['learning_rate'] = state_lib.learning_rate_schedule(
       config.optim, config.train.num_steps)(state.step)
   new_state = state_lib.apply_gradients(state, grads, tx, config.optim.ema_decay)
   if config.model.dead_code_restart_every > 0:
-    new_state, metrics['codes_restarted'] = _restart_dead_codes(new_state, aux, rng, config)
+    new_state, metrics['codes_restarted'] = _restart_dead_codes(new_state, aux, restart_rng,
+                                                                config)
   return new_state, metrics
 
 
-def eval_step(params, frozen, batch, *, model, temperature=0.0, rng=None):
+def eval_step(params, frozen, batch, *, model, temperature=0.0, rng=None, rate=0.0):
   """Compress-mode reconstruction, ids and per-image metrics for one eval batch.
 
   SelfBootTok also reports generate mode: decoding from the global ids alone with the
   aligner's local ids (argmax when temperature is 0, else sampled with `rng`), as
   `generate_*` metrics, plus the aligner's per-image local-id cross-entropy (bits/token).
+  TaTok reconstructs at information-loss rate `rate` and reports tokens per image.
   """
   x_BxHxWxC = batch['image']
-  recon_BxHxWxC, aux = model.apply({'params': params}, x_BxHxWxC)
+  is_tatok = isinstance(model, tatok_lib.TaTok)
+  recon_BxHxWxC, aux = model.apply({'params': params}, x_BxHxWxC,
+                                   *((rate,) if is_tatok else ()))
   metrics = reconstruction.per_image_metrics(x_BxHxWxC, recon_BxHxWxC, frozen['lpips'])
   ids = {'ids': aux['ids']}
+  if is_tatok:
+    ids['patch_ids'] = aux['patch_ids']
+    metrics['tokens_per_image'] = (model.num_global_tokens
+                                   + aux['num_kept'].astype(jnp.float32))
   if 'local_ids' in aux:
     ids['local_ids'] = aux['local_ids']
     logits = model.apply({'params': params}, aux['ids'], method='local_logits')
@@ -178,7 +200,8 @@ class TokenizerTask:
 
   def boxed_state(self, rng):
     """State with nn.Partitioned params (for eval_shape -> shardings)."""
-    params = self.model.init(rng, self.dummy_images())['params']
+    args = (0.0,) if self.config.model.name == 'tatok' else ()
+    params = self.model.init(rng, self.dummy_images(), *args)['params']
     model_state = {usage_key: codebook_restart.init_usage(size)
                    for _, _, _, usage_key, size in codebooks(self.config)}
     return state_lib.create(params, self.tx, self.config.optim.ema_decay > 0, model_state)
@@ -200,7 +223,8 @@ class TokenizerTask:
     cfg = self.eval_config
     if self._eval_step is None:
       batch_sh = sharding.batch_sharding(self.mesh)
-      self._eval_step = jax.jit(functools.partial(eval_step, model=self.model),
+      rate = cfg.model.tatok.eval_rate if cfg.model.name == 'tatok' else 0.0
+      self._eval_step = jax.jit(functools.partial(eval_step, model=self.model, rate=rate),
                                 out_shardings=(batch_sh, batch_sh, batch_sh))
     params = self.full_params(state, frozen)
     loader = pipeline.make_eval_loader(
@@ -228,9 +252,9 @@ class TokenizerTask:
         grid_rows = [np.asarray(images)[:n], np.clip(np.asarray(recons)[:n], -1, 1)]
     results = {f'eval/{k}': v / max(count, 1.0) for k, v in sums.items()}
     results.update({f'eval/{k}': v for k, v in usage_summary(counts['ids'], '').items()})
-    if 'local_ids' in counts:
-      results.update({f'eval/{k}': v
-                      for k, v in usage_summary(counts['local_ids'], 'local_').items()})
+    for key, prefix in (('local_ids', 'local_'), ('patch_ids', 'patch_')):
+      if key in counts:
+        results.update({f'eval/{k}': v for k, v in usage_summary(counts[key], prefix).items()})
     results['eval/num_images'] = count
     if workdir is not None and jax.process_index() == 0 and grid_rows is not None:
       path = os.path.join(workdir, 'images', f'recon_{step:07d}.png')

@@ -1,0 +1,197 @@
+"""TaTok: G global tokens plus the N patch tokens that Dynamic Token Filtering keeps.
+
+  encoder(x)            -> z (B x G x T), patch states (B x N x D)
+  quantizer(z)          -> g_q, global ids (B x G)
+  patch_quantizer(to_patch(patch states)) -> patch ids (B x N), patch codes (B x N x T_p)
+  aligner(g_q)          -> logits over patch codes (B x N x K_p): p(patch code | global ids)
+  DTF(entropy, r)       -> keep (B x N): the highest-entropy patches up to 1 - r of the total
+  decoder([mask or patch token per position ; g_q]) -> image
+
+The ranking is a function of the global ids only, so stored ids are the G global ids plus
+the kept patch ids in rank order (variable length; see models/dtf.py). Training samples r
+per image so that one model serves every rate; eval uses a given r.
+Shapes: B batch, N patches, G global tokens, M packed length, K_p patch codebook size.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from sbt_jax.models import dtf
+from sbt_jax.models import quantizer as quantizer_lib
+from sbt_jax.models import titok
+from sbt_jax.models import vit
+
+
+class PatchAligner(nn.Module):
+  """The 2D aligner of TaTok: N positional queries read the global tokens and give logits
+  over the patch codebook at each position (B x N x K_p, float32)."""
+  num_patches: int
+  codebook_size: int
+  width: int
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  dtype: Any = jnp.float32
+  attention_impl: str = 'auto'
+  remat_policy: str = 'none'
+  scan_layers: bool = False
+
+  @nn.compact
+  def __call__(self, g_q_BxGxT):
+    b = g_q_BxGxT.shape[0]
+    n = self.num_patches
+    pos_NxD = self.param('pos_queries', vit.posemb_init(None, 'embed'), (n, self.width))
+    glob_BxGxD = vit.Dense(self.width, self.dtype, 'global_embed', ('token', 'embed'),
+                           ('embed',))(g_q_BxGxT)
+    h_BxSxD = jnp.concatenate([jnp.broadcast_to(pos_NxD, (b, n, self.width)), glob_BxGxD], 1)
+    h_BxSxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
+                              self.attention_impl, self.remat_policy, self.scan_layers,
+                              name='transformer')(h_BxSxD)
+    return vit.Dense(self.codebook_size, self.dtype, 'head', ('embed', 'vocab'),
+                     ('vocab',))(h_BxSxD[:, :n]).astype(jnp.float32)
+
+
+class TaTok(nn.Module):
+  """encode(x, rate_B) -> ids and kept set; decode / decode_packed -> images; __call__ trains."""
+  image_size: int
+  channels: int
+  patch_size: int
+  num_global_tokens: int
+  codebook_size: int
+  token_dim: int
+  commitment_cost: float
+  patch_codebook_size: int
+  patch_token_dim: int
+  encoder_cfg: Any
+  decoder_cfg: Any
+  aligner_cfg: Any
+  dtype: Any = jnp.float32
+  attention_impl: str = 'auto'
+  remat_policy: str = 'none'
+  scan_layers: bool = False
+
+  @property
+  def num_patches(self):
+    return (self.image_size // self.patch_size) ** 2
+
+  def setup(self):
+    enc, dec, al = self.encoder_cfg, self.decoder_cfg, self.aligner_cfg
+    common = (self.dtype, self.attention_impl, self.remat_policy, self.scan_layers)
+    self.encoder = titok.Encoder(
+        self.patch_size, self.num_global_tokens, self.token_dim, enc['width'], enc['depth'],
+        enc['num_heads'], enc['mlp_ratio'] * enc['width'], *common)
+    self.quantizer = quantizer_lib.VectorQuantizer(
+        self.codebook_size, self.token_dim, self.commitment_cost)
+    self.to_patch = vit.Dense(self.patch_token_dim, self.dtype, 'to_patch',
+                              ('embed', 'token'), ('token',))
+    self.patch_quantizer = quantizer_lib.VectorQuantizer(
+        self.patch_codebook_size, self.patch_token_dim, self.commitment_cost)
+    self.aligner = PatchAligner(
+        self.num_patches, self.patch_codebook_size, al['width'], al['depth'],
+        al['num_heads'], al['mlp_ratio'] * al['width'], *common)
+    self.decoder = titok.Decoder(
+        self.image_size, self.channels, self.patch_size, dec['width'], dec['depth'],
+        dec['num_heads'], dec['mlp_ratio'] * dec['width'], *common)
+
+  # --- pieces -------------------------------------------------------------------------
+
+  def _tokens(self, x_BxHxWxC):
+    """(g_q, global aux, patch codes B x N x T_p, patch aux)."""
+    z_BxGxT, patches_BxNxD, _ = self.encoder(x_BxHxWxC)
+    g_q_BxGxT, aux = self.quantizer(z_BxGxT)
+    p_q_BxNxT, paux = self.patch_quantizer(self.to_patch(patches_BxNxD))
+    return g_q_BxGxT, aux, p_q_BxNxT, paux
+
+  def patch_entropy(self, global_ids_BxG):
+    """(aligner logits B x N x K_p, entropy B x N in nats) from the global ids alone: the
+    same computation at encode and decode time, so both rank the patches identically."""
+    logits_BxNxK = self.aligner(self.quantizer.lookup(global_ids_BxG))
+    return logits_BxNxK, dtf.entropy_from_logits(jax.lax.stop_gradient(logits_BxNxK))
+
+  @staticmethod
+  def _rates(rate, batch: int):
+    return jnp.broadcast_to(jnp.asarray(rate, jnp.float32), (batch,))
+
+  # --- public API -----------------------------------------------------------------------
+
+  def encode(self, x_BxHxWxC, rate):
+    """{'global_ids' B x G, 'patch_ids' B x N (patch order, all patches), 'keep' B x N,
+    'order' B x N (rank -> patch), 'num_kept' B} at rate r (scalar or B)."""
+    _, aux, _, paux = self._tokens(x_BxHxWxC)
+    _, entropy_BxN = self.patch_entropy(aux['ids'])
+    keep_BxN, order_BxN, k_B = dtf.keep_mask(entropy_BxN,
+                                             self._rates(rate, entropy_BxN.shape[0]))
+    return {'global_ids': aux['ids'], 'patch_ids': paux['ids'], 'keep': keep_BxN,
+            'order': order_BxN, 'num_kept': k_B}
+
+  def encode_packed(self, x_BxHxWxC, rate, length: int | None = None):
+    """(global ids B x G, packed kept patch ids B x M in rank order, valid B x M)."""
+    out = self.encode(x_BxHxWxC, rate)
+    packed, valid = dtf.pack(out['patch_ids'], out['order'], out['num_kept'],
+                             length or self.num_patches)
+    return out['global_ids'], packed, valid
+
+  def rank_order(self, global_ids_BxG):
+    """Patch indices by decreasing estimated entropy, from the global ids alone (B x N)."""
+    return dtf.rank_order(self.patch_entropy(global_ids_BxG)[1])
+
+  def kept_count(self, global_ids_BxG, rate):
+    """How many patch tokens DTF keeps at rate r, from the global ids alone (B,)."""
+    entropy_BxN = self.patch_entropy(global_ids_BxG)[1]
+    return dtf.num_kept(entropy_BxN, self._rates(rate, entropy_BxN.shape[0]))
+
+  def decode(self, global_ids_BxG, patch_ids_BxN, keep_BxN):
+    """The unpadded path: patch ids in patch order; dropped positions (keep False) are
+    mask tokens whatever id they hold."""
+    g_q = self.quantizer.lookup(global_ids_BxG)
+    p_q = self.patch_quantizer.lookup(patch_ids_BxN)
+    return self.decoder(g_q, patch_q_BxNxT=p_q, keep_BxN=keep_BxN)
+
+  def decode_packed(self, global_ids_BxG, packed_BxM, valid_BxM):
+    """The padded path: kept ids in rank order, padded, with a validity mask."""
+    order_BxN = self.rank_order(global_ids_BxG)
+    ids_BxN, keep_BxN = dtf.unpack(packed_BxM, valid_BxM, order_BxN)
+    return self.decode(global_ids_BxG, ids_BxN, keep_BxN)
+
+  def __call__(self, x_BxHxWxC, rate):
+    """Reconstruction at rate r (scalar or per image) and every training signal."""
+    g_q, aux, p_q, paux = self._tokens(x_BxHxWxC)
+    logits_BxNxK, entropy_BxN = self.patch_entropy(aux['ids'])
+    keep_BxN, _, k_B = dtf.keep_mask(entropy_BxN, self._rates(rate, g_q.shape[0]))
+    recon = self.decoder(g_q, patch_q_BxNxT=p_q, keep_BxN=keep_BxN)
+    target_BxN = jax.lax.stop_gradient(paux['ids'])
+    ce_BxN = -jnp.take_along_axis(jax.nn.log_softmax(logits_BxNxK), target_BxN[..., None],
+                                  -1)[..., 0]
+    out = {
+        'ids': aux['ids'], 'z': aux['z'],
+        'patch_ids': paux['ids'], 'patch_z': paux['z'],
+        'quantizer_loss': aux['quantizer_loss'] + paux['quantizer_loss'],
+        'commit_loss': aux['commit_loss'] + paux['commit_loss'],
+        'patch_ce': jnp.mean(ce_BxN),
+        'patch_entropy': jnp.mean(entropy_BxN),
+        'kept_fraction': jnp.mean(keep_BxN.astype(jnp.float32)),
+        'num_kept': k_B,
+    }
+    return recon, out
+
+
+def build(config: ml_collections.ConfigDict) -> TaTok:
+  m = config.model
+  return TaTok(
+      image_size=config.data.image_size, channels=config.data.channels,
+      patch_size=m.patch_size, num_global_tokens=m.num_latent_tokens,
+      codebook_size=m.codebook_size, token_dim=m.token_dim,
+      commitment_cost=m.commitment_cost, patch_codebook_size=m.tatok.patch_codebook_size,
+      patch_token_dim=m.tatok.patch_token_dim,
+      encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),
+      aligner_cfg=dict(m.tatok.aligner),
+      dtype=titok.DTYPES[m.compute_dtype], attention_impl=m.attention_impl,
+      remat_policy=m.remat_policy, scan_layers=m.scan_layers)
+
+
+def sample_rates(rng, batch: int, t: ml_collections.ConfigDict):
+  """Training rates r ~ U(train_rate_min, train_rate_max), one per image (B,)."""
+  return jax.random.uniform(rng, (batch,), jnp.float32, t.train_rate_min, t.train_rate_max)
