@@ -11,6 +11,8 @@ flags.DEFINE_enum('mode', 'compress', ['compress', 'generate'],
                   'the aligner predicts the local ids when decoding).')
 flags.DEFINE_float('temperature', 0.0, 'Generate mode: sample local ids at this temperature '
                    '(0: argmax).')
+flags.DEFINE_float('rate', None, 'TaTok: information-loss rate r in [0, 1] (default: the '
+                   "run's model.tatok.eval_rate); 0 keeps every patch token.")
 flags.DEFINE_integer('seed', 0, 'Generate mode: seed of the local-id sampling.')
 FLAGS = flags.FLAGS
 

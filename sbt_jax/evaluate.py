@@ -78,6 +78,8 @@ flags.DEFINE_enum('mode', 'compress', ['compress', 'generate'], "SelfBootTok: re
                   "local ids ('generate').")
 flags.DEFINE_float('temperature', 0.0, 'Generate mode: local-id sampling temperature '
                    '(0: argmax).')
+flags.DEFINE_float('rate', None, 'TaTok: information-loss rate r in [0, 1] (default: the '
+                   "run's model.tatok.eval_rate). Reports tokens_per_image.")
 flags.DEFINE_string('aligner_workdir', None, "SelfBootTok: a stage='aligner' run whose "
                     'aligner replaces the tokenizer\'s own.')
 
@@ -227,7 +229,7 @@ def load_sampler(spec: str, tokenizer):
 
 
 def _split_pass(tok, nets, data_cfg, *, num_images, want, is_splits, keep_feats,
-                reconstruct, mode='compress', temperature=0.0, seed=0):
+                reconstruct, mode='compress', temperature=0.0, seed=0, rate=None):
   """One ordered pass over the split: real and reconstructed statistics, sums, a grid."""
   loader = pipeline.make_eval_loader(data_cfg, num_images=num_images,
                                      process_index=jax.process_index(),
@@ -242,6 +244,7 @@ def _split_pass(tok, nets, data_cfg, *, num_images, want, is_splits, keep_feats,
   local = tok.num_local if mode == 'compress' else 0
   local_counts_K = np.zeros(tok.config.model.local_codebook_size if local else 1, np.int64)
   g = tok.num_global
+  patch_counts_K = np.zeros(tok.config.model.tatok.patch_codebook_size, np.int64)
   grid = None
   for k, batch in enumerate(loader):
     x, mask = batch['image'], batch['mask']
@@ -250,7 +253,7 @@ def _split_pass(tok, nets, data_cfg, *, num_images, want, is_splits, keep_feats,
     if not reconstruct:
       real.update(nets.features(x), mask, index, total, keep_feats, is_splits)
     else:
-      ids = tok.encode(x, mode)
+      ids = tok.encode(x, mode, rate)
       r = tok.decode(ids, temperature, seed + k)
       feats_x, feats_r, per_image = nets.recon(x, r)
       real.update(feats_x, mask, index, total, keep_feats, is_splits)
@@ -263,6 +266,12 @@ def _split_pass(tok, nets, data_cfg, *, num_images, want, is_splits, keep_feats,
                                       minlength=len(local_counts_K))
         bits = tok.local_nll_bits(ids)
         sums['local_ce_bits'] = sums.get('local_ce_bits', 0.0) + float(np.sum(bits * mask))
+      if tok.is_tatok:
+        patch = ids[mask > 0, g:]
+        patch_counts_K += np.bincount(patch[patch >= 0], minlength=len(patch_counts_K))
+        tokens = g + np.sum(ids[:, g:] >= 0, axis=1)
+        sums['tokens_per_image'] = sums.get('tokens_per_image', 0.0) + float(
+            np.sum(tokens * mask))
       if grid is None:
         grid = [x[mask > 0][:16], r[mask > 0][:16]]
     progress(k + 1, count)
@@ -272,6 +281,8 @@ def _split_pass(tok, nets, data_cfg, *, num_images, want, is_splits, keep_feats,
   counts = {'': gather(counts_K).sum(0)}
   if local:
     counts['local_'] = gather(local_counts_K).sum(0)
+  if tok.is_tatok:
+    counts['patch_'] = gather(patch_counts_K).sum(0)
   return real.merged(), recon.merged(), sums, counts, count, grid
 
 
@@ -332,7 +343,8 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
              sample_fn=None, sampler: str | None = None, num_samples: int = 50_000,
              min_gen_samples: int = 50_000, num_classes: int = 0, pr_k: int = 3,
              is_splits: int = 10, seed: int = 0, mode: str = 'compress',
-             temperature: float = 0.0, aligner_workdir: str | None = None) -> dict:
+             temperature: float = 0.0, aligner_workdir: str | None = None,
+             rate: float | None = None) -> dict:
   """Evaluates the checkpoint in workdir; writes results.json and report.md; returns results."""
   t0 = time.time()
   want = set(metrics)
@@ -368,11 +380,13 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
   real, recon, means, counts, count, recon_grid = _split_pass(
       tok, nets, data_cfg, num_images=num_images, want=want, is_splits=is_splits,
       keep_feats=keep_feats, reconstruct=reconstruct, mode=mode, temperature=temperature,
-      seed=seed)
+      seed=seed, rate=rate)
   timing['split_pass_sec'] = time.time() - t
   results = {k: v for k, v in means.items() if k in want}
   if 'codebook' in want and 'local_ce_bits' in means:
     results['local_ce_bits'] = means['local_ce_bits']
+  if 'tokens_per_image' in means:
+    results['tokens_per_image'] = means['tokens_per_image']
   if reconstruct:
     if 'fd_vgg' in want:
       results['rfd_vgg'] = _fd(recon.vgg, real.vgg)
@@ -432,7 +446,10 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
       'workdir': os.path.abspath(workdir), 'step': int(tok.step),
       'mode': mode, 'temperature': temperature,
       'aligner_workdir': os.path.abspath(aligner_workdir) if aligner_workdir else None,
-      'ids_per_image': tok.num_global + (tok.num_local if mode == 'compress' else 0),
+      'ids_per_image': results.get('tokens_per_image', tok.num_global + (
+          tok.num_local if mode == 'compress' else 0)),
+      'rate': (rate if rate is not None else tok.config.model.tatok.eval_rate)
+              if tok.is_tatok else None,
       'split': data_cfg.eval_split, 'num_images': count,
       'num_samples': num_samples if sample_fn is not None else 0,
       'metrics': results,
@@ -445,6 +462,8 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
   }
   if jax.process_index() == 0:
     suffix = '' if mode == 'compress' else f'_generate_t{temperature:g}'
+    if tok.is_tatok:
+      suffix = f'_rate{out["rate"]:g}'
     out_dir = out_dir or os.path.join(workdir, 'eval',
                                       f'{data_cfg.eval_split}_step{tok.step}{suffix}')
     out['files'] = report.write_all(out_dir, out, workdir=workdir,
@@ -468,7 +487,8 @@ def main(argv):
       fid_reference=f.fid_reference, fd_vgg_reference=f.fd_vgg_reference, sampler=f.sampler,
       num_samples=f.num_samples, min_gen_samples=f.min_gen_samples,
       num_classes=f.num_classes, pr_k=f.pr_k, is_splits=f.is_splits, seed=f.seed,
-      mode=f.mode, temperature=f.temperature, aligner_workdir=f.aligner_workdir)
+      mode=f.mode, temperature=f.temperature, aligner_workdir=f.aligner_workdir,
+      rate=f.rate)
   if jax.process_index() == 0:
     print(report.summary_line(out))
 

@@ -11,6 +11,12 @@ SelfBootTok has two modes:
   tok.decode(ids, temperature=1.0, seed=0)  # local ids sampled (0: argmax, the default)
   Tokenizer(workdir, aligner_workdir=W)   # generate mode with an aligner-stage aligner
 
+TaTok keeps a variable number of patch tokens per image (rate r: allowed information loss):
+  ids = tok.encode(x, rate=0.3)           # [B, G + N]: global ids, then the kept patch ids
+                                          # in decreasing-entropy order, padded with -1
+  tok.decode(ids)                         # any [B, G + M] (M <= N) with -1 padding
+  (ids[:, G:] >= 0).sum(1)                # patch tokens kept per image
+
 The workdir holds config.json (written by the trainer) and Orbax checkpoints; the EMA params
 are used when the run kept them.
 """
@@ -108,6 +114,7 @@ class Tokenizer:
       self.model = al_task.model
       self.params = {**self.params, 'aligner': al_params}
     self.is_selfboottok = self.config.model.name == 'selfboottok'
+    self.is_tatok = self.config.model.name == 'tatok'
     self.num_global = self.config.model.num_latent_tokens
     self.num_local = self.config.model.num_local_tokens if self.is_selfboottok else 0
     self.batch_size = batch_size - batch_size % len(jax.local_devices()) or len(
@@ -124,9 +131,20 @@ class Tokenizer:
           static_argnums=3)
       self._local_logits = jax.jit(lambda p, ids: m.apply({'params': p}, ids,
                                                           method='local_logits'))
+    elif self.is_tatok:
+      def encode_tatok(p, x, rate):
+        g, packed, valid = m.apply({'params': p}, x, rate, method='encode_packed')
+        return jax.numpy.concatenate([g, jax.numpy.where(valid, packed, -1)], axis=1)
+      def decode_tatok(p, ids):
+        g = self.num_global
+        return m.apply({'params': p}, ids[:, :g], jax.numpy.maximum(ids[:, g:], 0),
+                       ids[:, g:] >= 0, method='decode_packed')
+      self._encode = jax.jit(encode_tatok)
+      self._decode = jax.jit(decode_tatok)
     else:
       self._encode = jax.jit(lambda p, x: m.apply({'params': p}, x, method='encode')[1]['ids'])
-    self._decode = jax.jit(lambda p, ids: m.apply({'params': p}, ids, method='decode_ids'))
+    if not self.is_tatok:
+      self._decode = jax.jit(lambda p, ids: m.apply({'params': p}, ids, method='decode_ids'))
 
   @property
   def image_shape(self):
@@ -147,14 +165,26 @@ class Tokenizer:
                                *args))[:n])
     return np.concatenate(out)
 
-  def encode(self, images_BxHxWxC, mode: str = 'compress') -> np.ndarray:
-    """Ids per image: [B, G] (TiTok), [B, G + L] (SelfBootTok compress), [B, G] (generate)."""
+  def encode(self, images_BxHxWxC, mode: str = 'compress', rate: float | None = None
+             ) -> np.ndarray:
+    """Ids per image: [B, G] (TiTok), [B, G + L] (SelfBootTok compress), [B, G] (generate),
+    [B, G + N] (TaTok at rate r, default model.tatok.eval_rate; -1 pads dropped tokens)."""
     images_BxHxWxC = np.asarray(images_BxHxWxC, np.float32)
     if images_BxHxWxC.ndim != 4 or images_BxHxWxC.shape[1:] != self.image_shape:
       raise ValueError(f'encode expects images of shape [B, {", ".join(map(str, self.image_shape))}]'
                        f' in [-1, 1]; got {images_BxHxWxC.shape}. Use load_images() to resize.')
     if mode not in ('compress', 'generate'):
       raise ValueError(f"mode={mode!r}; expected 'compress' or 'generate'")
+    if rate is not None and not self.is_tatok:
+      raise ValueError(f'rate={rate} is a TaTok setting; this tokenizer is '
+                       f'{self.config.model.name!r}')
+    if self.is_tatok:
+      if mode != 'compress':
+        raise ValueError(f"mode={mode!r}: TaTok has one mode; choose its rate instead")
+      rate = self.config.model.tatok.eval_rate if rate is None else float(rate)
+      if not 0.0 <= rate <= 1.0:
+        raise ValueError(f'rate={rate}: the information-loss rate must be in [0, 1]')
+      return self._batched(self._encode, images_BxHxWxC, np.float32(rate)).astype(np.int32)
     if mode == 'generate':
       if not self.is_selfboottok:
         raise ValueError("mode='generate' needs a selfboottok tokenizer (TiTok has one mode)")
@@ -171,6 +201,8 @@ class Tokenizer:
     G columns in generate mode (local ids from the aligner: argmax when temperature is 0,
     else sampled with this temperature and seed)."""
     ids = np.asarray(ids)
+    if self.is_tatok:
+      return np.clip(self._batched(self._decode, self._check_tatok_ids(ids)), -1.0, 1.0)
     g, l = self.num_global, self.num_local
     widths = (g, g + l) if self.is_selfboottok else (g,)
     if ids.ndim != 2 or ids.shape[1] not in widths:
@@ -190,6 +222,26 @@ class Tokenizer:
       out = self._batched(self._decode, ids)
     return np.clip(out, -1.0, 1.0)
 
+  def _check_tatok_ids(self, ids):
+    """TaTok ids [B, G + M]: global ids, then kept patch ids (a prefix) padded with -1."""
+    g, n = self.num_global, self.config.model.tatok.patch_codebook_size
+    max_width = g + (self.config.data.image_size // self.config.model.patch_size) ** 2
+    if ids.ndim != 2 or not g <= ids.shape[1] <= max_width:
+      raise ValueError(f'TaTok decode expects ids of shape [B, G + M] with G={g} and '
+                       f'M <= {max_width - g} patch tokens; got {ids.shape}')
+    if not np.issubdtype(ids.dtype, np.integer):
+      raise ValueError(f'ids must be integers; got dtype {ids.dtype}')
+    ids = ids.astype(np.int32)
+    self._check_ids(ids, 0, g, self.config.model.codebook_size, 'global')
+    patch = ids[:, g:]
+    if patch.size and patch.max() >= n:
+      raise ValueError(f'patch ids must be in [0, {n}) (or -1 for padding); got max '
+                       f'{patch.max()}')
+    valid = patch >= 0
+    if np.any(valid[:, 1:] & ~valid[:, :-1]) or np.any(patch < -1):
+      raise ValueError('patch ids must be the kept tokens first, then -1 padding only')
+    return ids
+
   def local_nll_bits(self, ids_Bx_GL) -> np.ndarray:
     """Per image: the aligner's mean -log2 p(local id | global ids) over the L slots, an
     estimate of the bits per local token that the global ids do not already determine."""
@@ -201,5 +253,5 @@ class Tokenizer:
     return nll.mean(axis=1) / np.log(2.0)
 
   def reconstruct(self, images_BxHxWxC, mode: str = 'compress', temperature: float = 0.0,
-                  seed: int = 0) -> np.ndarray:
-    return self.decode(self.encode(images_BxHxWxC, mode), temperature, seed)
+                  seed: int = 0, rate: float | None = None) -> np.ndarray:
+    return self.decode(self.encode(images_BxHxWxC, mode, rate), temperature, seed)

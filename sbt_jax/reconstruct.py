@@ -22,7 +22,7 @@ def main(argv):
   from sbt_jax.evaluators import image_grid  # pylint: disable=g-import-not-at-top
   tok = cli_flags.make_tokenizer()
   images, files = inference.load_images(FLAGS.images, *tok.image_shape[::2])
-  recon = tok.reconstruct(images, FLAGS.mode, FLAGS.temperature, FLAGS.seed)
+  recon = tok.reconstruct(images, FLAGS.mode, FLAGS.temperature, FLAGS.seed, FLAGS.rate)
   names = [os.path.splitext(os.path.basename(f))[0] + '_recon.png' for f in files]
   image_grid.save_images(recon, FLAGS.out_dir, names)
   image_grid.save_grid(os.path.join(FLAGS.out_dir, 'grid.png'), [images[:32], recon[:32]])

@@ -80,7 +80,8 @@ def test_imagenet_configs_match_the_paper_sizes(variant, tokens, width):
     ('selfboottok_fmnist', None), ('selfboottok_fmnist', 'latent'),
     ('selfboottok_fmnist', 'soft'), ('selfboottok_fmnist', 'titok16'),
     ('selfboottok_fmnist', 'aligner'), ('selfboottok_imagenet256', None),
-    ('selfboottok_imagenet256', 'aligner_l'), ('selfboottok_imagenet256', 'soft,runlocal')])
+    ('selfboottok_imagenet256', 'aligner_l'), ('selfboottok_imagenet256', 'soft,runlocal'),
+    ('tatok_fmnist', None), ('tatok_imagenet256', None)])
 def test_selfboottok_configs_validate_and_build(module, variant):
   import importlib  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -92,10 +93,16 @@ def test_selfboottok_configs_validate_and_build(module, variant):
   config_defaults.validate(c)
   model = registry.build_tokenizer(c, c.aligner.model if c.stage == 'aligner' else None)
   shape = (1, c.data.image_size, c.data.image_size, c.data.channels)
-  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))['params']
+  args = (0.0,) if c.model.name == 'tatok' else ()
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape),
+                                             *args))['params']
   if c.model.name == 'selfboottok':
     assert {'encoder', 'quantizer', 'local_quantizer', 'aligner', 'decoder'} <= set(params)
     width = (c.aligner.model if c.stage == 'aligner' else c.model.aligner).width
     assert params['aligner']['pos_queries'].value.shape[-1] == width
+  if c.model.name == 'tatok':
+    assert {'encoder', 'quantizer', 'patch_quantizer', 'aligner', 'decoder'} <= set(params)
+    assert params['patch_quantizer']['codebook'].value.shape[0] == (
+        c.model.tatok.patch_codebook_size)
   with pytest.raises(ValueError, match='Unknown variants'):
     importlib.import_module(f'configs.{module}').get_config('nope')

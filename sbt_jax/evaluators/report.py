@@ -39,6 +39,11 @@ METRIC_DEFINITIONS = {
     'local_entropy_bits': 'entropy (bits/token) of the local-id frequencies (marginal)',
     'local_ce_bits': 'mean -log2 p(local id | global ids) under the aligner: bits per local '
                      'token the global ids leave undetermined (an upper bound)',
+    'patch_codebook_usage': 'TaTok: share of patch codebook entries used by kept tokens',
+    'patch_codebook_perplexity': 'exp(entropy) of the kept patch-id frequencies',
+    'patch_codes_used': 'patch codebook entries used by kept tokens over the split',
+    'patch_entropy_bits': 'entropy (bits/token) of the kept patch-id frequencies (marginal)',
+    'tokens_per_image': 'TaTok: G global + patch tokens kept by DTF at the rate, mean',
     'gfid': 'FID of class-balanced generated samples vs the reference (split or '
             '--fid_reference)',
     'gfd_vgg': 'FD on VGG features of generated samples vs the reference',

@@ -1,0 +1,152 @@
+"""TaTok and Dynamic Token Filtering: r = 0 drops nothing, the kept tokens are the highest-
+entropy ones in decreasing order, the padded and unpadded paths decode identically, a
+training run at sampled rates works end to end, and the API names bad input."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tatok_fmnist
+from sbt_jax import config_defaults
+from sbt_jax.models import dtf
+from sbt_jax.models import registry
+from tests import test_train_step
+
+
+@pytest.fixture(scope='module')
+def model_and_params():
+  c = tatok_fmnist.get_config('runlocal')
+  model = registry.build_tokenizer(c)
+  x = jnp.asarray(test_train_step._batch(6, seed=0)['image'])
+  params = model.init(jax.random.key(0), x, 0.0)['params']
+  apply = {}
+
+  def call(method, *args):
+    if method not in apply:
+      apply[method] = jax.jit(lambda p, *a: model.apply({'params': p}, *a, method=method))
+    return jax.device_get(apply[method](params, *args))
+  return model, x, call
+
+
+def _reference_num_kept(entropy_N, rate):
+  """Smallest k whose top-k entropy share reaches 1 - rate (numpy, float64)."""
+  h = np.sort(np.maximum(entropy_N.astype(np.float64), 0))[::-1]
+  if rate <= 0:
+    return len(h)
+  share = np.cumsum(h) / h.sum()
+  return int(np.argmax(share >= 1 - rate - 1e-6)) + 1 if rate < 1 else 0
+
+
+def test_rate_zero_keeps_every_patch_even_with_zero_entropies():
+  entropy_BxN = jnp.array([[3.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1e-9, 2.0, 5.0, 0.1]])
+  keep_BxN, _, k_B = dtf.keep_mask(entropy_BxN, jnp.zeros(3))
+  assert keep_BxN.all() and (np.asarray(k_B) == 4).all()
+  keep_BxN, _, k_B = dtf.keep_mask(entropy_BxN, jnp.ones(3))
+  assert not keep_BxN.any() and (np.asarray(k_B) == 0).all()
+
+
+@pytest.mark.parametrize('rate', [0.1, 0.3, 0.5, 0.9])
+def test_kept_count_is_the_smallest_reaching_the_entropy_share(rate):
+  entropy_BxN = jax.random.gamma(jax.random.key(1), 0.7, (16, 49))
+  k_B = np.asarray(dtf.num_kept(entropy_BxN, jnp.full((16,), rate)))
+  want = [_reference_num_kept(e, rate) for e in np.asarray(entropy_BxN)]
+  np.testing.assert_array_equal(k_B, want)
+  assert (np.diff([np.asarray(dtf.num_kept(entropy_BxN, jnp.full((16,), r))).sum()
+                   for r in (0.0, 0.2, 0.6, 1.0)]) <= 0).all()  # more loss, fewer tokens
+
+
+def test_model_rate_zero_drops_nothing(model_and_params):
+  model, x, call = model_and_params
+  out = call('encode', x, 0.0)
+  assert out['keep'].all()
+  np.testing.assert_array_equal(out['num_kept'], model.num_patches)
+  _, packed, valid = call('encode_packed', x, 0.0)
+  assert valid.all()
+  # Packed = every patch id, in rank order.
+  np.testing.assert_array_equal(
+      packed, np.take_along_axis(out['patch_ids'], out['order'], axis=1))
+
+
+def test_kept_tokens_are_ordered_by_estimated_entropy(model_and_params):
+  model, x, call = model_and_params
+  out = call('encode', x, 0.5)
+  _, entropy_BxN = call('patch_entropy', out['global_ids'])
+  assert 0 < out['num_kept'].min() and out['num_kept'].max() < model.num_patches
+  for b in range(len(x)):
+    k = out['num_kept'][b]
+    ranked = entropy_BxN[b, out['order'][b]]
+    assert (np.diff(ranked) <= 0).all()            # decreasing estimated entropy
+    kept = entropy_BxN[b, out['keep'][b]]
+    dropped = entropy_BxN[b, ~out['keep'][b]]
+    assert kept.min() >= dropped.max()             # every kept beats every dropped
+    np.testing.assert_array_equal(np.sort(out['order'][b, :k]),
+                                  np.flatnonzero(out['keep'][b]))
+    assert k == _reference_num_kept(entropy_BxN[b], 0.5)
+  # The ranking is a function of the global ids alone (what decode_packed relies on).
+  np.testing.assert_array_equal(call('rank_order', out['global_ids']), out['order'])
+
+
+def test_padded_and_unpadded_paths_decode_identically(model_and_params):
+  model, x, call = model_and_params
+  out = call('encode', x, 0.4)
+  unpadded = call('decode', out['global_ids'], out['patch_ids'], out['keep'])
+  # Dropped positions hold other ids: the unpadded path must ignore them.
+  scrambled = np.where(out['keep'], out['patch_ids'], (out['patch_ids'] + 7) % 32)
+  np.testing.assert_array_equal(
+      call('decode', out['global_ids'], scrambled, out['keep']), unpadded)
+  g, packed, valid = call('encode_packed', x, 0.4)
+  np.testing.assert_array_equal(valid.sum(1), out['num_kept'])
+  np.testing.assert_array_equal(call('decode_packed', g, packed, valid), unpadded)
+  # Trimmed to the batch's longest kept sequence, with junk in the padding.
+  m = int(valid.sum(1).max())
+  junk = np.where(valid[:, :m], packed[:, :m], 5)
+  np.testing.assert_array_equal(call('decode_packed', g, junk, valid[:, :m]), unpadded)
+  # And the decode changes when a kept token changes (the test can fail).
+  other = np.where(valid, (packed + 1) % 32, 0)
+  assert np.abs(call('decode_packed', g, other, valid) - unpadded).max() > 0
+
+
+def test_bad_tatok_config_names_the_field():
+  c = tatok_fmnist.get_config('runlocal')
+  c.model.tatok.train_rate_max = 1.5
+  with pytest.raises(ValueError, match=r'model\.tatok\.train_rate_max'):
+    config_defaults.validate(c)
+  with pytest.raises(ValueError, match='Unknown variants'):
+    tatok_fmnist.get_config('runlocal,tiny')
+
+
+def test_training_run_and_api(fmnist_data_dir, tmp_path):
+  """4 steps at sampled rates, eval at eval_rate, then the restored API at several rates."""
+  from sbt_jax import inference  # pylint: disable=g-import-not-at-top
+  from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
+  c = tatok_fmnist.get_config('runlocal')
+  c.data.data_dir = fmnist_data_dir
+  c.train.eval_every = 0
+  c.train.eval_num_images = 16
+  workdir = str(tmp_path / 'w')
+  _, results = loop.train_and_evaluate(c, workdir)
+  assert c.model.num_latent_tokens < results['eval/tokens_per_image'] <= (
+      c.model.num_latent_tokens + 49)
+  assert np.isfinite(results['eval/psnr']) and results['eval/patch_codes_used'] > 0
+
+  tok = inference.Tokenizer(workdir)
+  x = test_train_step._batch(5, seed=3)['image']
+  full = tok.encode(x, rate=0.0)
+  assert full.shape == (5, c.model.num_latent_tokens + 49) and (full >= 0).all()
+  ids = tok.encode(x, rate=0.6)
+  kept = (ids[:, c.model.num_latent_tokens:] >= 0).sum(1)
+  assert (kept < 49).all()
+  m = c.model.num_latent_tokens + int(kept.max())
+  np.testing.assert_allclose(tok.decode(ids[:, :m]), tok.decode(ids), atol=1e-6)
+  assert np.abs(tok.decode(full) - tok.decode(ids)).max() > 0
+  with pytest.raises(ValueError, match='rate'):
+    tok.encode(x, rate=1.5)
+  with pytest.raises(ValueError, match='-1 padding'):
+    bad = ids.copy()
+    bad[:, c.model.num_latent_tokens] = -1
+    bad[:, c.model.num_latent_tokens + 1] = 3
+    tok.decode(bad)
+  with pytest.raises(ValueError, match='patch ids'):
+    shifted = ids.copy()
+    shifted[:, c.model.num_latent_tokens] += 100
+    tok.decode(shifted)
