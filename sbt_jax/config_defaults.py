@@ -62,6 +62,10 @@ def _generator() -> ml_collections.ConfigDict:
   g.use_token_cache = False
   # Folder of the token cache ('': <workdir>/token_cache).
   g.token_cache_dir = ''
+  # TaTok tokenizers: the DTF rate r of the modelled sequences [G global ; kept patch ids]
+  # (-1: the tokenizer's model.tatok.eval_rate). Use type='ar' with TaTok: its padding
+  # sits at the end, where a causal model never looks back at it.
+  g.tatok_rate = -1.0
   # Compute dtype of matmuls: 'float32' or 'bfloat16'.
   g.compute_dtype = 'float32'
   # Attention kernel: 'auto', 'xla' or 'chunked' (see models/attention.py).

@@ -8,7 +8,9 @@ An adapter is a small object with
   encode_global_ids(params, x_BxHxWxC) -> ids_BxG      (pure, jittable)
   decode_global_ids(params, ids_BxG) -> x_BxHxWxC      (pure, jittable, in [-1, 1] range)
 
-where `params` is the dict `load` returns ({'tokenizer': ...}, plus e.g. {'aligner': ...}
+and two attributes with defaults: `padded` (ids may hold -1 padding: variable-length
+sequences, scored and attended only where valid) and `cache_tag` (appended to the token
+cache's tokenizer identity, e.g. TaTok's rate). `params` is the dict `load` returns ({'tokenizer': ...}, plus e.g. {'aligner': ...}
 for a tokenizer that decodes generate-mode through an aligner). Generators only ever see
 these four things, so a new tokenizer family needs one adapter class here and an entry
 in ADAPTERS (keyed by the tokenizer run's config.model.name). Swapping the aligner changes
@@ -24,6 +26,8 @@ from sbt_jax.models import titok
 
 class TiTokGlobalTokenizer:
   """TiTok: every latent token is global; decode is the TiTok decoder."""
+  padded = False
+  cache_tag = ''
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -49,6 +53,8 @@ class SelfBootTokGlobalTokenizer:
   """SelfBootTok in generate mode: the generator models the G global ids only; decoding
   predicts the L local ids with the aligner (params['aligner'] when an aligner-stage run is
   loaded, else the tokenizer's own) and decodes global + local."""
+  padded = False
+  cache_tag = ''
 
   def __init__(self, config: ml_collections.ConfigDict, aligner_config=None):
     self.config = config
@@ -88,7 +94,52 @@ class SelfBootTokGlobalTokenizer:
     return {'aligner': params}
 
 
-ADAPTERS = {'titok': TiTokGlobalTokenizer, 'selfboottok': SelfBootTokGlobalTokenizer}
+class TaTokGlobalTokenizer:
+  """TaTok: the sequence is [G global ids ; kept patch ids in decreasing-entropy order],
+  padded with -1 to G + N (the kept count varies per image). Patch id p is token K_g + p
+  (one vocabulary of K_g + K_p ids). Decoding takes the first k(g, r) patch tokens, k the
+  count DTF keeps at rate r for the (sampled) global ids g, so a sampler may fill every
+  position: with an AR generator, tokens past k never influence the ones before them.
+  """
+  padded = True
+
+  def __init__(self, config: ml_collections.ConfigDict, rate: float = -1.0):
+    self.config = config
+    self.model = registry.build_tokenizer(config)
+    m = config.model
+    self.rate = float(m.tatok.eval_rate if rate < 0 else rate)
+    if self.rate > 1:
+      raise ValueError(f'generator.tatok_rate={rate}: the rate must be in [0, 1]')
+    self.cache_tag = f' rate={self.rate:g}'
+    self.num_global = m.num_latent_tokens
+    self.global_vocab = m.codebook_size
+    self.vocab_size = m.codebook_size + m.tatok.patch_codebook_size
+    self.num_tokens = m.num_latent_tokens + self.model.num_patches
+    self.image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+
+  def encode_global_ids(self, params, x_BxHxWxC):
+    g, packed, valid = self.model.apply({'params': params['tokenizer']}, x_BxHxWxC,
+                                        self.rate, method='encode_packed')
+    patch = jnp.where(valid, packed + self.global_vocab, -1)
+    return jnp.concatenate([g, patch], axis=1).astype(jnp.int32)
+
+  def decode_global_ids(self, params, ids_BxS):
+    p = {'params': params['tokenizer']}
+    g = self.num_global
+    global_BxG = jnp.clip(ids_BxS[:, :g], 0, self.global_vocab - 1)
+    # A patch position holding a global id (never seen in training) decodes as patch id 0.
+    packed_BxM = jnp.clip(ids_BxS[:, g:] - self.global_vocab, 0, None)
+    k_B = self.model.apply(p, global_BxG, self.rate, method='kept_count')
+    valid_BxM = (jnp.arange(packed_BxM.shape[1])[None] < k_B[:, None]) & (ids_BxS[:, g:] >= 0)
+    return self.model.apply(p, global_BxG, packed_BxM, valid_BxM, method='decode_packed')
+
+  def load_aligner(self, aligner_workdir, mesh):
+    del mesh
+    raise ValueError(f'aligner_workdir={aligner_workdir!r}: TaTok has no aligner stage.')
+
+
+ADAPTERS = {'titok': TiTokGlobalTokenizer, 'selfboottok': SelfBootTokGlobalTokenizer,
+            'tatok': TaTokGlobalTokenizer}
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -96,22 +147,26 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return inference.load_config(workdir)
 
 
-def adapter_for(config: ml_collections.ConfigDict):
+def adapter_for(config: ml_collections.ConfigDict, rate: float = -1.0):
+  """The adapter of a tokenizer run's config (rate: TaTok's r; -1 its eval_rate)."""
   name = config.model.name
   if name not in ADAPTERS:
     raise ValueError(f'No global-token adapter for tokenizer model.name={name!r}; known: '
                      f'{sorted(ADAPTERS)}')
+  if name == 'tatok':
+    return ADAPTERS[name](config, rate)
   return ADAPTERS[name](config)
 
 
-def load(workdir: str, mesh, step: int = -1, aligner_workdir: str | None = None):
+def load(workdir: str, mesh, step: int = -1, aligner_workdir: str | None = None,
+         rate: float = -1.0):
   """(adapter, params, step) of the frozen tokenizer in `workdir` (step -1: the latest).
 
   Raises FileNotFoundError / checkpointing.CheckpointError naming the directory when the
   run has no config.json or no checkpoint.
   """
   config = load_config(workdir)
-  adapter = adapter_for(config)
+  adapter = adapter_for(config, rate)
   _, _, tok_params, step = inference.restore_run(workdir, None if step < 0 else step, mesh)
   params = {'tokenizer': tok_params}
   if aligner_workdir:

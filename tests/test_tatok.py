@@ -1,6 +1,8 @@
 """TaTok and Dynamic Token Filtering: r = 0 drops nothing, the kept tokens are the highest-
 entropy ones in decreasing order, the padded and unpadded paths decode identically, a
 training run at sampled rates works end to end, and the API names bad input."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -115,16 +117,23 @@ def test_bad_tatok_config_names_the_field():
     tatok_fmnist.get_config('runlocal,tiny')
 
 
-def test_training_run_and_api(fmnist_data_dir, tmp_path):
-  """4 steps at sampled rates, eval at eval_rate, then the restored API at several rates."""
-  from sbt_jax import inference  # pylint: disable=g-import-not-at-top
+@pytest.fixture(scope='module')
+def tatok_run(fmnist_data_dir, tmp_path_factory):
+  """4 runlocal TaTok steps at sampled rates; eval at eval_rate at the end."""
   from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
   c = tatok_fmnist.get_config('runlocal')
   c.data.data_dir = fmnist_data_dir
   c.train.eval_every = 0
   c.train.eval_num_images = 16
-  workdir = str(tmp_path / 'w')
+  workdir = str(tmp_path_factory.mktemp('tatok') / 'w')
   _, results = loop.train_and_evaluate(c, workdir)
+  return c, workdir, results
+
+
+def test_training_run_and_api(tatok_run):
+  """The run's eval, then the restored API at several rates and its errors."""
+  from sbt_jax import inference  # pylint: disable=g-import-not-at-top
+  c, workdir, results = tatok_run
   assert c.model.num_latent_tokens < results['eval/tokens_per_image'] <= (
       c.model.num_latent_tokens + 49)
   assert np.isfinite(results['eval/psnr']) and results['eval/patch_codes_used'] > 0
@@ -150,3 +159,65 @@ def test_training_run_and_api(fmnist_data_dir, tmp_path):
     shifted = ids.copy()
     shifted[:, c.model.num_latent_tokens] += 100
     tok.decode(shifted)
+
+
+def test_generator_ignores_padding(model_and_params):
+  """Padded positions change neither the valid positions' logits nor the loss."""
+  from configs import generator_fmnist  # pylint: disable=g-import-not-at-top
+  from sbt_jax.models import generator as generator_lib  # pylint: disable=g-import-not-at-top
+  from sbt_jax.trainers import generator as generator_trainer  # pylint: disable=g-import-not-at-top
+  g = generator_fmnist.get_config('runlocal,ar').generator
+  g.attention_impl = 'xla'
+  g.label_drop = 0.0
+  for gen_type in ('ar', 'maskgit'):
+    g.type = gen_type
+    model = generator_lib.build_generator(g, vocab_size=64, num_tokens=12)
+    seq = jnp.zeros((1, 12 + (gen_type == 'maskgit')), jnp.int32)
+    params = model.init(jax.random.key(0), seq)['params']
+    ids_BxS = jax.random.randint(jax.random.key(1), (4, 12), 0, 64)
+    valid_BxS = jnp.arange(12)[None] < jnp.array([[12], [9], [6], [4]])
+    padded = jnp.where(valid_BxS, ids_BxS, -1)
+    junk = jnp.where(valid_BxS, ids_BxS, 7)  # what a model without the mask would read
+    losses = lambda ids, pad: generator_trainer.token_losses(  # noqa: E731
+        params, ids, jnp.zeros(4, jnp.int32), jax.random.key(2), model=model, g=g,
+        train=True, padded=pad)
+    xent, nll, _, weight = losses(padded, True)
+    assert (np.asarray(weight)[~np.asarray(valid_BxS)] == 0).all()
+    if gen_type == 'ar':
+      np.testing.assert_array_equal(weight, valid_BxS)
+    # Same scored losses when the padding holds other ids (as valid tokens they would count).
+    ids_other = jnp.where(valid_BxS, ids_BxS, -1)
+    np.testing.assert_allclose(losses(ids_other, True)[1] * weight, nll * weight, atol=1e-6)
+    unmasked_nll, unmasked_w = losses(junk, False)[1:4:2]
+    assert float(jnp.sum(unmasked_w)) > float(jnp.sum(weight))
+    del xent, unmasked_nll
+
+
+def test_ar_generator_on_tatok_ids(tatok_run, fmnist_data_dir, tmp_path):
+  """stage='generator' (AR) over TaTok's padded [global ; kept patch] ids: the cache holds
+  -1 padding, training and eval run, samples decode through DTF at the rate."""
+  from configs import generator_fmnist  # pylint: disable=g-import-not-at-top
+  from sbt_jax.sampling import restored  # pylint: disable=g-import-not-at-top
+  from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
+  tok_config, tok_workdir, _ = tatok_run
+  c = generator_fmnist.get_config('runlocal,ar')
+  c.data.data_dir = fmnist_data_dir
+  c.generator.tokenizer_workdir = tok_workdir
+  c.generator.attention_impl = 'xla'
+  c.generator.use_token_cache = True
+  c.generator.tatok_rate = 0.5
+  workdir = str(tmp_path / 'gen')
+  _, results = loop.train_and_evaluate(c, workdir)
+  assert np.isfinite(results['eval/loss'])
+  cache = [f for f in os.listdir(os.path.join(workdir, 'token_cache')) if 'test' in f]
+  with np.load(os.path.join(workdir, 'token_cache', cache[0])) as data:
+    ids, tokenizer = data['ids'], str(data['tokenizer'])
+  g = tok_config.model.num_latent_tokens
+  assert ids.shape[1] == g + 49 and 'rate=0.5' in tokenizer
+  assert (ids[:, :g] >= 0).all() and (ids[:, :g] < tok_config.model.codebook_size).all()
+  patch = ids[:, g:]
+  assert (patch == -1).any() and (patch[patch >= 0] >= tok_config.model.codebook_size).all()
+  gen = restored.RestoredGenerator(workdir)
+  images, sampled = gen.sample(np.arange(8) % 10, seed=0)
+  assert images.shape == (8, 28, 28, 1) and np.isfinite(images).all()
+  assert sampled.shape == (8, g + 49)

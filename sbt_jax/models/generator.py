@@ -7,6 +7,9 @@ guidance. The input is [class token ; G ids] (MaskGIT: ids may be the mask id) o
 id at input position i (MaskGIT, read at positions 1..G). Logits cover the V real ids only.
 
 Shapes: B batch, G global tokens, S input length (G + 1 MaskGIT, G AR), V vocab, D width.
+
+Padded sequences (TaTok's variable-length ids): `valid_BxS` hides padding positions from
+every query (as attention keys); the losses skip them (trainers/generator.py).
 """
 from typing import Any
 
@@ -45,7 +48,7 @@ class GeneratorTransformer(nn.Module):
   decode: bool = False
 
   @nn.compact
-  def __call__(self, seq_BxS, position=0):
+  def __call__(self, seq_BxS, position=0, valid_BxS=None):
     s = seq_BxS.shape[1]
     table = self.vocab_size + 1 + self.num_classes + 1
     x_BxSxD = nn.Embed(table, self.width, name='embed',
@@ -53,12 +56,15 @@ class GeneratorTransformer(nn.Module):
     pos_LxD = self.param('pos_embed', vit.posemb_init(None, 'embed'),
                          (self.num_tokens + 1, self.width))
     x_BxSxD = x_BxSxD + jax.lax.dynamic_slice_in_dim(pos_LxD, position, s, 0)[None]
-    mask_SxS = None
+    mask = None
     if self.causal and not self.decode:
-      mask_SxS = jnp.tril(jnp.ones((s, s), bool))
+      mask = jnp.tril(jnp.ones((s, s), bool))
+    if valid_BxS is not None:
+      keys_Bx1x1xS = valid_BxS[:, None, None, :]
+      mask = keys_Bx1x1xS if mask is None else mask & keys_Bx1x1xS
     h_BxSxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
                               self.attention_impl, decode=self.decode,
-                              name='transformer')(x_BxSxD, mask_SxS)
+                              name='transformer')(x_BxSxD, mask)
     return vit.Dense(self.vocab_size, self.dtype, 'head', ('embed', 'vocab'),
                      ('vocab',))(h_BxSxD)
 

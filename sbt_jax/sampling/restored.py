@@ -58,7 +58,7 @@ class RestoredGenerator:
     # With aligner_workdir the adapter is rebuilt around that aligner's size: use it.
     self.adapter, tok_params, self.tokenizer_step = global_tokenizer.load(
         config.generator.tokenizer_workdir, self.mesh, config.generator.tokenizer_step,
-        aligner_workdir=aligner_workdir)
+        aligner_workdir=aligner_workdir, rate=config.generator.tatok_rate)
     self.tokenizer_params = jax.device_put(tok_params, sharding.replicated(self.mesh))
     n_dev = len(jax.local_devices())
     size = config.generator.sampling.batch_size

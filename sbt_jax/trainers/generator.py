@@ -35,35 +35,51 @@ def drop_labels(labels_B, rng, drop_prob: float, null_label: int):
   return jnp.where(drop_B, null_label, labels_B)
 
 
-def random_mask(rng, batch: int, num_tokens: int, schedule: str):
-  """[B, G] bool: per example, ceil(G * mask_ratio(u)) random positions, u ~ U(0, 1)."""
+def random_mask(rng, batch: int, num_tokens: int, schedule: str, valid_BxG=None):
+  """[B, G] bool: per example, ceil(n * mask_ratio(u)) random positions among its n valid
+  ones (all G when valid_BxG is None), u ~ U(0, 1)."""
   u_rng, pos_rng = jax.random.split(rng)
   ratio_B = schedules.mask_ratio(jax.random.uniform(u_rng, (batch,)), schedule)
-  num_masked_B = jnp.clip(jnp.ceil(ratio_B * num_tokens), 1, num_tokens).astype(jnp.int32)
-  rank_BxG = jnp.argsort(jnp.argsort(jax.random.uniform(pos_rng, (batch, num_tokens)), 1), 1)
+  noise_BxG = jax.random.uniform(pos_rng, (batch, num_tokens))
+  n_B = jnp.full((batch,), num_tokens, jnp.float32)
+  if valid_BxG is not None:
+    noise_BxG = jnp.where(valid_BxG, noise_BxG, 2.0)  # padding ranks last
+    n_B = jnp.sum(valid_BxG, axis=1).astype(jnp.float32)
+  num_masked_B = jnp.clip(jnp.ceil(ratio_B * n_B), 1, n_B).astype(jnp.int32)
+  rank_BxG = jnp.argsort(jnp.argsort(noise_BxG, 1), 1)
   return rank_BxG < num_masked_B[:, None]
 
 
 def token_losses(params, ids_BxG, labels_B, rng, *, model, g: ml_collections.ConfigDict,
-                 train: bool):
+                 train: bool, padded: bool = False):
   """Per-position smoothed cross-entropy, NLL, correctness and weight (positions scored).
 
   MaskGIT scores the masked positions only; AR scores every position (next-token loss).
+  padded: ids may hold -1 (padding of variable-length sequences, e.g. TaTok's): padding is
+  never scored, never masked and hidden from attention.
   """
   drop_rng, mask_rng = jax.random.split(rng)
   if train and g.label_drop > 0:
     labels_B = drop_labels(labels_B, drop_rng, g.label_drop, g.num_classes)
   v = model.vocab_size
+  valid_BxG = ids_BxG >= 0 if padded else None
+  ids_BxG = jnp.maximum(ids_BxG, 0)
+  ones_Bx1 = jnp.ones((ids_BxG.shape[0], 1), bool)
   if g.type == 'maskgit':
-    masked_BxG = random_mask(mask_rng, *ids_BxG.shape, g.mask_schedule)
+    masked_BxG = random_mask(mask_rng, *ids_BxG.shape, g.mask_schedule, valid_BxG)
     inputs_BxG = jnp.where(masked_BxG, generator_lib.mask_id(v), ids_BxG)
+    keys = None if valid_BxG is None else jnp.concatenate([ones_Bx1, valid_BxG], 1)
     logits_BxGxV = model.apply({'params': params},
-                               generator_lib.maskgit_inputs(inputs_BxG, labels_B, v))[:, 1:]
+                               generator_lib.maskgit_inputs(inputs_BxG, labels_B, v),
+                               valid_BxS=keys)[:, 1:]
     weight_BxG = masked_BxG.astype(jnp.float32)
   else:
+    keys = None if valid_BxG is None else jnp.concatenate([ones_Bx1, valid_BxG[:, :-1]], 1)
     logits_BxGxV = model.apply({'params': params},
-                               generator_lib.ar_inputs(ids_BxG, labels_B, v))
+                               generator_lib.ar_inputs(ids_BxG, labels_B, v), valid_BxS=keys)
     weight_BxG = jnp.ones(ids_BxG.shape, jnp.float32)
+  if valid_BxG is not None:
+    weight_BxG = weight_BxG * valid_BxG
   onehot_BxGxV = jax.nn.one_hot(ids_BxG, v)
   smooth_BxGxV = optax.smooth_labels(onehot_BxGxV, g.label_smoothing)
   xent_BxG = optax.softmax_cross_entropy(logits_BxGxV, smooth_BxGxV)
@@ -79,9 +95,9 @@ def batch_ids(frozen, batch, *, adapter):
   return jax.lax.stop_gradient(adapter.encode_global_ids(frozen, batch['image']))
 
 
-def generator_loss(params, ids_BxG, labels_B, rng, *, model, g):
+def generator_loss(params, ids_BxG, labels_B, rng, *, model, g, padded=False):
   xent, nll, correct, weight = token_losses(params, ids_BxG, labels_B, rng, model=model, g=g,
-                                            train=True)
+                                            train=True, padded=padded)
   total = jnp.maximum(jnp.sum(weight), 1.0)
   loss = jnp.sum(xent * weight) / total
   metrics = {'loss': loss, 'nll': jnp.sum(nll * weight) / total,
@@ -93,7 +109,8 @@ def generator_loss(params, ids_BxG, labels_B, rng, *, model, g):
 def train_step(state, frozen, batch, rng, *, model, adapter, tx, config):
   ids_BxG = batch_ids(frozen, batch, adapter=adapter)
   grad_fn = jax.value_and_grad(
-      functools.partial(generator_loss, model=model, g=config.generator), has_aux=True)
+      functools.partial(generator_loss, model=model, g=config.generator,
+                        padded=adapter.padded), has_aux=True)
   (_, metrics), grads = grad_fn(state.params, ids_BxG, batch['label'], rng)
   metrics['grad_norm'] = optax.global_norm(grads)
   metrics['learning_rate'] = state_lib.learning_rate_schedule(
@@ -105,7 +122,7 @@ def eval_step(params, frozen, batch, rng, *, model, adapter, g):
   """Per-example sums over scored positions: (nll, correct, count), each [B]."""
   ids_BxG = batch_ids(frozen, batch, adapter=adapter)
   _, nll, correct, weight = token_losses(params, ids_BxG, batch['label'], rng, model=model,
-                                         g=g, train=False)
+                                         g=g, train=False, padded=adapter.padded)
   return jnp.sum(nll * weight, 1), jnp.sum(correct * weight, 1), jnp.sum(weight, 1)
 
 
@@ -120,7 +137,7 @@ class GeneratorTask:
       tok_config = global_tokenizer.load_config(g.tokenizer_workdir)
     except FileNotFoundError as e:
       raise FileNotFoundError(f'generator.tokenizer_workdir={g.tokenizer_workdir!r}: {e}') from e
-    self.adapter = global_tokenizer.adapter_for(tok_config)
+    self.adapter = global_tokenizer.adapter_for(tok_config, rate=g.tatok_rate)
     d = config.data
     if self.adapter.image_shape != (d.image_size, d.image_size, d.channels):
       raise ValueError(
@@ -170,7 +187,8 @@ class GeneratorTask:
     path = token_cache.cache_path(cache_dir, self.config.data, split, self.tokenizer_step)
     if 'encode' not in self._jitted:
       self._jitted['encode'] = jax.jit(self.adapter.encode_global_ids)
-    tokenizer = f'{os.path.abspath(g.tokenizer_workdir)}@{self.tokenizer_step}'
+    tokenizer = (f'{os.path.abspath(g.tokenizer_workdir)}@{self.tokenizer_step}'
+                 f'{self.adapter.cache_tag}')
     arrays, _ = token_cache.load_or_build(
         path, self.config.data, split, functools.partial(self._jitted['encode'], frozen),
         self.mesh, tokenizer=tokenizer)
