@@ -3,7 +3,9 @@
   encoder(x)            -> z (B x G x T), patch states (B x N x D)
   quantizer(z)          -> g_q, global ids (B x G)
   patch_quantizer(to_patch(patch states)) -> patch ids (B x N), patch codes (B x N x T_p)
-  aligner(g_q)          -> logits over patch codes (B x N x K_p): p(patch code | global ids)
+  aligner(codebook[global ids]) -> logits over patch codes (B x N x K_p): p(code | global
+                           ids); its cross-entropy trains the aligner and the global codebook
+                           vectors it reads (not the encoder)
   DTF(entropy, r)       -> keep (B x N): the highest-entropy patches up to 1 - r of the total
   decoder([mask or patch token per position ; g_q]) -> image
 
