@@ -16,6 +16,9 @@ class TrainState:
   opt_state: Any
   # Non-gradient state a stage keeps (e.g. codebook usage EMAs); None if it keeps none.
   model_state: Any = None
+  # CRT predictor {'params', 'opt_state'}, trained by its own optimizer (trainers/crt.py);
+  # None when config.crt is off.
+  crt: Any = None
 
 
 def learning_rate_schedule(optim: ml_collections.ConfigDict, num_steps: int):

@@ -22,6 +22,7 @@ from sbt_jax.evaluators import reconstruction
 from sbt_jax.models import codebook_restart
 from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import registry
+from sbt_jax.trainers import crt as crt_lib
 from sbt_jax.trainers import state as state_lib
 
 
@@ -109,10 +110,14 @@ def _with_codebook(params, name, codebook):
   return {**params, name: {**params[name], 'codebook': codebook}}
 
 
-def train_step(state, frozen, batch, rng, *, model, tx, config):
-  grad_fn = jax.value_and_grad(
-      functools.partial(tokenizer_loss, model=model, config=config), has_aux=True)
-  (_, (metrics, aux)), grads = grad_fn(state.params, frozen, batch)
+def train_step(state, frozen, batch, rng, *, model, tx, config, crt=None):
+  """`crt` (a trainers.crt.CrtRegularizer) adds the CRT term and updates its predictor."""
+  loss_fn = functools.partial(tokenizer_loss, model=model, config=config)
+  (_, (metrics, aux)), grads, crt_grads = crt_lib.value_and_grads(loss_fn, state, crt,
+                                                                  frozen, batch)
+  if crt is not None:
+    metrics['crt_grad_norm'] = optax.tree.norm(crt_grads)
+    state = state.replace(crt=crt.apply_gradients(state.crt, crt_grads))
   metrics['grad_norm'] = optax.tree.norm(grads)
   metrics['learning_rate'] = state_lib.learning_rate_schedule(
       config.optim, config.train.num_steps)(state.step)
@@ -168,8 +173,9 @@ class TokenizerTask:
     self.eval_config = config
     self.model = registry.build_tokenizer(config)
     self.tx = state_lib.make_optimizer(config.optim, config.train.num_steps)
+    self.crt = crt_lib.maybe_create(config)
     self.train_step = functools.partial(train_step, model=self.model, tx=self.tx,
-                                        config=config)
+                                        config=config, crt=self.crt)
     self._eval_step = None
 
   def dummy_images(self, batch_size=1):
@@ -181,7 +187,10 @@ class TokenizerTask:
     params = self.model.init(rng, self.dummy_images())['params']
     model_state = {usage_key: codebook_restart.init_usage(size)
                    for _, _, _, usage_key, size in codebooks(self.config)}
-    return state_lib.create(params, self.tx, self.config.optim.ema_decay > 0, model_state)
+    state = state_lib.create(params, self.tx, self.config.optim.ema_decay > 0, model_state)
+    if self.crt is not None:
+      state = state.replace(crt=self.crt.boxed_state(jax.random.fold_in(rng, 1)))
+    return state
 
   def init_state(self, rng):
     return nn.meta.unbox(self.boxed_state(rng))
