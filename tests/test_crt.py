@@ -173,3 +173,16 @@ def test_selfboottok_trains_crt_on_its_global_tokens():
   assert float(optax.tree.norm(crt_grads)) > 0
   # The predictor reads the G global tokens (G - 1 positions), not the L local ones.
   assert state.crt['params']['pos_embed'].shape[0] == c.model.num_latent_tokens - 1
+
+
+def test_prediction_of_token_i_sees_only_tokens_before_it():
+  c = _titok_config()
+  predictor = crt_model.build_predictor(c)
+  z = jax.random.normal(jax.random.key(0), (2, c.model.num_latent_tokens, c.model.token_dim))
+  params = predictor.init(jax.random.key(1), z)['params']
+  apply = jax.jit(lambda z: predictor.apply({'params': params}, z))
+  k = 4
+  change_S = np.abs(apply(z) - apply(z.at[:, k].add(1.0))).max(axis=(0, 2))
+  # Output i predicts token i + 1: outputs 0..k-1 never see token k; output k does.
+  assert (change_S[:k] == 0).all() and change_S[k] > 0, change_S
+  np.testing.assert_allclose(np.linalg.norm(apply(z), axis=-1), 1.0, rtol=1e-5)
