@@ -2,6 +2,7 @@
 predictor trains with its own optimizer, 1 = 8 devices, the checkpoint holds the predictor
 exactly and a CRT workdir restores for inference; SelfBootTok's global tokens get CRT too."""
 import functools
+import importlib
 
 import chex
 import jax
@@ -186,3 +187,30 @@ def test_prediction_of_token_i_sees_only_tokens_before_it():
   # Output i predicts token i + 1: outputs 0..k-1 never see token k; output k does.
   assert (change_S[:k] == 0).all() and change_S[k] > 0, change_S
   np.testing.assert_allclose(np.linalg.norm(apply(z), axis=-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize('module,variant', [
+    ('titok_fmnist', 'crt'), ('selfboottok_fmnist', 'titok,crt'), ('selfboottok_fmnist', 'crt'),
+    ('titok_imagenet256', 'l32,crt'), ('selfboottok_imagenet256', 'crt')])
+def test_crt_variants_validate_and_build(module, variant):
+  c = importlib.import_module(f'configs.{module}').get_config(variant)
+  config_defaults.validate(c)
+  assert c.crt.enabled and c.crt.weight == 4.0 and c.crt.predictor.depth == 2
+  crt = crt_lib.CrtRegularizer(c)
+  boxed = jax.eval_shape(crt.boxed_state, jax.random.key(0))
+  pos = boxed['params']['pos_embed'].value
+  assert pos.shape == (c.model.num_latent_tokens - 1, c.crt.predictor.width)
+
+
+def test_bad_crt_config_is_named():
+  c = titok_fmnist.get_config('crt')
+  with pytest.raises(AttributeError, match='lambda_'):
+    c.crt.lambda_ = 4.0
+  c.stage = 'generator'
+  c.generator.tokenizer_workdir = '/some/tokenizer'
+  with pytest.raises(ValueError, match=r'crt\.enabled'):
+    config_defaults.validate(c)
+  c = titok_fmnist.get_config('crt')
+  c.crt.predictor.num_heads = 3
+  with pytest.raises(ValueError, match=r'crt\.predictor\.width'):
+    config_defaults.validate(c)
