@@ -44,6 +44,12 @@ def test_weight_ramps_linearly_from_zero_to_lambda():
     config_defaults.validate(c)
 
 
+def _off_config():
+  c = _titok_config()
+  c.crt.enabled = False
+  return c
+
+
 def _grad_fn(config):
   """jit(state -> (metrics, tokenizer grads, predictor grads)) on one fixed batch, through
   the train step's own path (crt_lib.value_and_grads)."""
@@ -64,19 +70,23 @@ def grads_on_off():
   """(state, CRT-on outputs at lambda = 0 and at lambda = 4, CRT-off outputs): one compile
   serves both lambdas (lambda(step) is traced: step 0 and step ramp_steps)."""
   on = _titok_config(weight=4.0, ramp_steps=1000)
-  off = _titok_config()
-  off.crt.enabled = False
+  off = _off_config()
   state = jax.jit(tokenizer.TokenizerTask(on, mesh=None).init_state)(jax.random.key(0))
   run_on = _grad_fn(on)
   at_zero = run_on(state)
   at_four = run_on(state.replace(step=jax.numpy.asarray(1000, jax.numpy.int32)))
-  without = _grad_fn(off)(state.replace(crt=None))
+  no_crt = {k: v for k, v in state.model_state.items() if k != 'crt'}
+  without = _grad_fn(off)(state.replace(model_state=no_crt))
   return state, at_zero, at_four, without
 
 
 def test_zero_weight_changes_nothing(grads_on_off):
   _, (m0, g0, crt_g0), _, (m_off, g_off, crt_off) = grads_on_off
   assert crt_off is None
+  # Without CRT the state (and so the checkpoint layout) is what it was before CRT existed.
+  off_state = jax.eval_shape(tokenizer.TokenizerTask(_off_config(), mesh=None).init_state,
+                             jax.random.key(0))
+  assert set(off_state.model_state) == {'codebook_usage'}
   # lambda = 0: the tokenizer's loss and gradients are exactly those of a run without CRT,
   assert float(m0['crt_weight']) == 0.0 and float(m0['crt_loss']) > 0
   np.testing.assert_array_equal(m0['loss'], m_off['loss'])
@@ -107,15 +117,15 @@ def test_predictor_has_its_own_optimizer(grads_on_off):
   c.crt.optim.learning_rate = 0.0  # the tokenizer's optim.learning_rate stays 3e-3
   frozen_crt = crt_lib.CrtRegularizer(c)
   moving_crt = crt_lib.CrtRegularizer(_titok_config())
-  s_frozen, s_moving = state.crt, state.crt
+  s_frozen, s_moving = state.model_state['crt'], state.model_state['crt']
   frozen_update = jax.jit(frozen_crt.apply_gradients)
   moving_update = jax.jit(moving_crt.apply_gradients)
   for _ in range(2):  # the first step of a warmup schedule has learning rate 0
     s_frozen = frozen_update(s_frozen, crt_grads)
     s_moving = moving_update(s_moving, crt_grads)
-  chex.assert_trees_all_equal(s_frozen['params'], state.crt['params'])
+  chex.assert_trees_all_equal(s_frozen['params'], state.model_state['crt']['params'])
   moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), s_moving['params'],
-                       state.crt['params'])
+                       state.model_state['crt']['params'])
   assert min(jax.tree.leaves(moved)) > 0, moved
 
 
@@ -130,9 +140,9 @@ def test_step_on_eight_devices_matches_one_device_and_restores(grads_on_off, tmp
     np.testing.assert_allclose(h8[0][name], m0[name], rtol=1e-5, atol=1e-5, err_msg=name)
   np.testing.assert_allclose(h8[0]['crt_grad_norm'], optax.tree.norm(crt_g0), rtol=1e-5)
   np.testing.assert_allclose([m['crt_weight'] for m in h8], [0.0, 4.0 / 1000], rtol=1e-6)
-  kernel = state8.crt['params']['transformer']['block0']['mlp']['fc1']['kernel']
+  kernel = state8.model_state['crt']['params']['transformer']['block0']['mlp']['fc1']['kernel']
   assert 'fsdp' in str(kernel.sharding.spec)  # the predictor is sharded like the tokenizer
-  assert int(state8.crt['opt_state'][1][0].count) == 2  # (clip, adamw) -> adam's count
+  assert int(state8.model_state['crt']['opt_state'][1][0].count) == 2  # (clip, adamw) -> adam's count
 
   # The checkpoint holds the predictor and its optimizer state, restored bit for bit (what
   # an exact resume needs; tests/test_loop.py covers the data order).
@@ -173,7 +183,7 @@ def test_selfboottok_trains_crt_on_its_global_tokens():
   assert float(optax.tree.norm(grads['encoder'])) > 0
   assert float(optax.tree.norm(crt_grads)) > 0
   # The predictor reads the G global tokens (G - 1 positions), not the L local ones.
-  assert state.crt['params']['pos_embed'].shape[0] == c.model.num_latent_tokens - 1
+  assert state.model_state['crt']['params']['pos_embed'].shape[0] == c.model.num_latent_tokens - 1
 
 
 def test_prediction_of_token_i_sees_only_tokens_before_it():

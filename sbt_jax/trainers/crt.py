@@ -1,7 +1,8 @@
 """CRT in the tokenizer stage: the predictor's params and own optimizer, and the loss wrap.
 
-The predictor lives in TrainState.crt = {'params', 'opt_state'}, apart from the tokenizer's
-params and optimizer state, and is updated by its own AdamW (config.crt.optim) on its own
+The predictor lives in TrainState.model_state['crt'] = {'params', 'opt_state'}, apart from
+the tokenizer's params and optimizer state (a run without CRT keeps the checkpoint layout it
+always had), and is updated by its own AdamW (config.crt.optim) on its own
 next-token L2 loss. The tokenizer's loss gains lambda(step) * the same L2 loss with the
 predictor held fixed; that gradient flows through z into the encoder.
 """
@@ -12,6 +13,9 @@ import optax
 
 from sbt_jax.models import crt as crt_lib
 from sbt_jax.trainers import state as state_lib
+
+# TrainState.model_state key of the predictor's {'params', 'opt_state'}.
+KEY = 'crt'
 
 
 class CrtRegularizer:
@@ -66,5 +70,12 @@ def value_and_grads(loss_fn, state, crt, *args):
     return out, grads, None
   total = crt.with_regularizer(loss_fn, state.step)
   out, (grads, crt_grads) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(
-      state.params, state.crt['params'], *args)
+      state.params, state.model_state[KEY]['params'], *args)
   return out, grads, crt_grads
+
+
+def with_predictor_update(state, crt, crt_grads):
+  """state with the predictor stepped by its own optimizer."""
+  model_state = dict(state.model_state)
+  model_state[KEY] = crt.apply_gradients(model_state[KEY], crt_grads)
+  return state.replace(model_state=model_state)

@@ -14,11 +14,9 @@ class TrainState:
   params: Any
   ema_params: Any
   opt_state: Any
-  # Non-gradient state a stage keeps (e.g. codebook usage EMAs); None if it keeps none.
+  # State a stage keeps beside params and opt_state (codebook usage EMAs; the CRT predictor's
+  # params and its own optimizer state under 'crt'); None if it keeps none.
   model_state: Any = None
-  # CRT predictor {'params', 'opt_state'}, trained by its own optimizer (trainers/crt.py);
-  # None when config.crt is off.
-  crt: Any = None
 
 
 def learning_rate_schedule(optim: ml_collections.ConfigDict, num_steps: int):

@@ -117,7 +117,7 @@ def train_step(state, frozen, batch, rng, *, model, tx, config, crt=None):
                                                                   frozen, batch)
   if crt is not None:
     metrics['crt_grad_norm'] = optax.tree.norm(crt_grads)
-    state = state.replace(crt=crt.apply_gradients(state.crt, crt_grads))
+    state = crt_lib.with_predictor_update(state, crt, crt_grads)
   metrics['grad_norm'] = optax.tree.norm(grads)
   metrics['learning_rate'] = state_lib.learning_rate_schedule(
       config.optim, config.train.num_steps)(state.step)
@@ -187,10 +187,9 @@ class TokenizerTask:
     params = self.model.init(rng, self.dummy_images())['params']
     model_state = {usage_key: codebook_restart.init_usage(size)
                    for _, _, _, usage_key, size in codebooks(self.config)}
-    state = state_lib.create(params, self.tx, self.config.optim.ema_decay > 0, model_state)
     if self.crt is not None:
-      state = state.replace(crt=self.crt.boxed_state(jax.random.fold_in(rng, 1)))
-    return state
+      model_state[crt_lib.KEY] = self.crt.boxed_state(jax.random.fold_in(rng, 1))
+    return state_lib.create(params, self.tx, self.config.optim.ema_decay > 0, model_state)
 
   def init_state(self, rng):
     return nn.meta.unbox(self.boxed_state(rng))
