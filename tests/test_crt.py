@@ -190,7 +190,7 @@ def test_prediction_of_token_i_sees_only_tokens_before_it():
   c = _titok_config()
   predictor = crt_model.build_predictor(c)
   z = jax.random.normal(jax.random.key(0), (2, c.model.num_latent_tokens, c.model.token_dim))
-  params = predictor.init(jax.random.key(1), z)['params']
+  params = jax.jit(predictor.init)(jax.random.key(1), z)['params']  # eager init is slow
   apply = jax.jit(lambda z: predictor.apply({'params': params}, z))
   k = 4
   change_S = np.abs(apply(z) - apply(z.at[:, k].add(1.0))).max(axis=(0, 2))
