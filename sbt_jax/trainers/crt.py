@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from sbt_jax.models import crt as crt_lib
+from sbt_jax.models import crt as crt_model
 from sbt_jax.trainers import state as state_lib
 
 # TrainState.model_state key of the predictor's {'params', 'opt_state'}.
@@ -23,7 +23,7 @@ class CrtRegularizer:
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    self.predictor = crt_lib.build_predictor(config)
+    self.predictor = crt_model.build_predictor(config)
     self.tx = state_lib.make_optimizer(config.crt.optim, config.train.num_steps)
 
   def boxed_state(self, rng):
@@ -41,12 +41,12 @@ class CrtRegularizer:
     metrics['loss'] is the tokenizer's objective (with the weighted CRT term);
     'crt_loss' is the predictor's L2 loss and 'crt_weight' lambda(step).
     """
-    weight = crt_lib.ramp_weight(step, self.config.crt)
+    weight = crt_model.ramp_weight(step, self.config.crt)
 
     def total(params, crt_params, *args):
       loss, (metrics, aux) = loss_fn(params, *args)
-      reg, own = crt_lib.regularizer_and_predictor_losses(self.predictor, crt_params,
-                                                          aux['z'])
+      reg, own = crt_model.regularizer_and_predictor_losses(self.predictor, crt_params,
+                                                            aux['z'])
       loss = loss + weight * reg
       metrics.update(loss=loss, crt_loss=own, crt_weight=weight)
       return loss + own, (metrics, aux)
