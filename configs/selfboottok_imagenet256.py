@@ -8,13 +8,14 @@ L = 64 local tokens, B-size encoder/decoder, S-size tokenizer-stage aligner.
 
 Needs `imagenet2012` prepared by TFDS in the array_record format (see titok_imagenet256.py).
 Variants: `aligner_b` | `aligner_l` (stage='aligner' with a B or L aligner), `soft`
-(SoftVQ-style global quantizer), `runlocal` (tiny, for smoke tests). Our choices where the
+(SoftVQ-style global quantizer), `crt` (CRT on the 64 global tokens, as in
+titok_imagenet256.py:crt), `runlocal` (tiny, for smoke tests). Our choices where the
 paper's are unknown (see ../shared/DESIGN.md); not yet trained by us: no measured metrics.
 """
 from configs import titok_imagenet256
 from sbt_jax import config_defaults
 
-VARIANTS = {'aligner_b', 'aligner_l', 'soft', 'runlocal'}
+VARIANTS = {'aligner_b', 'aligner_l', 'soft', 'crt', 'runlocal'}
 
 
 def get_config(arg: str | None = None):
@@ -34,6 +35,8 @@ def get_config(arg: str | None = None):
   c.model.aligner.width, c.model.aligner.depth, c.model.aligner.num_heads = width, depth, heads
   if 'soft' in args:
     c.model.global_quantizer = 'soft'
+  if 'crt' in args:
+    titok_imagenet256.set_crt(c)
   for size in ('b', 'l'):
     if f'aligner_{size}' in args:
       c.stage = 'aligner'
@@ -49,6 +52,7 @@ def get_config(arg: str | None = None):
     c.model.num_local_tokens = 8
     c.model.codebook_size = 64
     c.model.local_codebook_size = 64
+    c.crt.predictor.width, c.crt.predictor.num_heads = 64, 2
     c.data.global_batch_size = 8
     c.data.eval_batch_size = 8
     c.data.worker_count = 0

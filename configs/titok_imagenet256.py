@@ -4,7 +4,9 @@
 
 Needs `imagenet2012` prepared by TFDS in the array_record format under data.data_dir
 (`tfds build imagenet2012 --file_format=array_record --manual_dir=...`).
-Variants: `s128` | `b64` | `l32` (pick one), optionally `,runlocal` (tiny, for smoke tests).
+Variants: `s128` | `b64` | `l32` (pick one), optionally `,crt` (CRT: a 2-layer width-512
+causal predictor of the next pre-quantization token with its own AdamW, lambda = 4 ramped
+over the first 1k steps) and `,runlocal` (tiny, for smoke tests).
 Paper-scale defaults; not yet trained by us, so no measured metrics yet.
 """
 from sbt_jax import config_defaults
@@ -13,13 +15,24 @@ from sbt_jax import config_defaults
 SIZES = {'s128': ('small', 128), 'b64': ('base', 64), 'l32': ('large', 32)}
 
 
+def set_crt(c):
+  """CRT at the spec's defaults (lambda 4, 1k-step ramp, depth 2) with an S-width predictor."""
+  c.crt.enabled = True
+  c.crt.weight = 4.0
+  c.crt.ramp_steps = 1000
+  p = c.crt.predictor
+  p.width, p.depth, p.num_heads = 512, 2, 8
+  c.crt.optim.learning_rate = 1e-4
+  c.crt.optim.warmup_steps = 100
+
+
 def get_config(arg: str | None = None):
   args = set(arg.split(',')) if arg else {'s128'}
   sizes = args & set(SIZES)
-  unknown = args - set(SIZES) - {'runlocal'}
+  unknown = args - set(SIZES) - {'runlocal', 'crt'}
   if unknown or len(sizes) != 1:
     raise ValueError(f'titok_imagenet256 variants {sorted(args)}: pick exactly one of '
-                     f'{sorted(SIZES)} and optionally runlocal')
+                     f'{sorted(SIZES)} and optionally crt, runlocal')
   size, tokens = SIZES[sizes.pop()]
   width, depth, heads = config_defaults.MODEL_SIZES[size]
   c = config_defaults.base_config()
@@ -52,9 +65,12 @@ def get_config(arg: str | None = None):
   c.train.eval_num_images = 10_000
   c.train.checkpoint_every = 5_000
   c.train.keep_checkpoints = 3
+  if 'crt' in args:
+    set_crt(c)
   if 'runlocal' in args:
     for part in (c.model.encoder, c.model.decoder):
       part.width, part.depth, part.num_heads = 64, 1, 2
+    c.crt.predictor.width, c.crt.predictor.num_heads = 64, 2
     c.data.global_batch_size = 8
     c.data.eval_batch_size = 8
     c.data.worker_count = 0

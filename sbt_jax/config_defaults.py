@@ -92,6 +92,36 @@ def _generator() -> ml_collections.ConfigDict:
   return g
 
 
+def _crt() -> ml_collections.ConfigDict:
+  """CRT: a causal transformer over the pre-quantization global tokens (models/crt.py)."""
+  crt = ml_collections.ConfigDict()
+  # Train the CRT predictor next to the tokenizer and add lambda(step) * its next-token L2
+  # loss to the tokenizer loss (stage='tokenizer', model.name 'titok' or 'selfboottok').
+  crt.enabled = False
+  # lambda: weight of the CRT term once the ramp is over.
+  crt.weight = 4.0
+  # lambda rises linearly from 0 at step 0 to `weight` at this step (0: full weight at once).
+  crt.ramp_steps = 1000
+  # The predictor's transformer (width, depth, num_heads, mlp_ratio); depth 2 as in CRT.
+  crt.predictor = _vit('tiny')
+  # The predictor's own AdamW (separate optimizer state; same meaning as the optim fields).
+  o = crt.optim = ml_collections.ConfigDict()
+  # Peak learning rate.
+  o.learning_rate = 1e-3
+  # Linear warmup steps, then cosine decay to end_lr_fraction * learning_rate.
+  o.warmup_steps = 100
+  # Final learning rate as a fraction of the peak.
+  o.end_lr_fraction = 0.1
+  # AdamW betas.
+  o.b1 = 0.9
+  o.b2 = 0.99
+  # Decoupled weight decay (dense kernels only).
+  o.weight_decay = 1e-4
+  # Clip the predictor's gradients to this global norm (0 disables).
+  o.grad_clip_norm = 1.0
+  return crt
+
+
 def base_config() -> ml_collections.ConfigDict:
   """All fields with defaults (a tiny TiTok on Fashion-MNIST); locked against new keys."""
   c = ml_collections.ConfigDict()
@@ -283,6 +313,8 @@ def base_config() -> ml_collections.ConfigDict:
   # [stage='aligner'] Weight of the alignment term kept in phase 2.
   c.aligner.phase2_align_weight = 0.0
 
+  c.crt = _crt()
+
   c.generator = _generator()
 
   c.mesh = ml_collections.ConfigDict()
@@ -372,8 +404,24 @@ def validate(c: ml_collections.ConfigDict) -> None:
     fail(f'mesh sizes {sizes}: each must be positive, at most one may be -1')
   if c.train.num_steps < 1:
     fail(f'train.num_steps={c.train.num_steps} must be >= 1')
+  if c.crt.enabled:
+    _validate_crt(c, fail)
   if c.stage == 'generator':
     _validate_generator(c.generator, fail)
+
+
+def _validate_crt(c: ml_collections.ConfigDict, fail) -> None:
+  if c.stage != 'tokenizer':
+    fail(f"crt.enabled regularises a tokenizer's training; stage={c.stage!r} "
+         "(set crt.enabled=False, or train the tokenizer with stage='tokenizer')")
+  if c.model.num_latent_tokens < 2:
+    fail(f'crt.enabled needs model.num_latent_tokens >= 2 (a next token to predict); got '
+         f'{c.model.num_latent_tokens}')
+  if c.crt.weight < 0 or c.crt.ramp_steps < 0:
+    fail(f'crt.weight={c.crt.weight} and crt.ramp_steps={c.crt.ramp_steps} must be >= 0')
+  if c.crt.predictor.width % c.crt.predictor.num_heads:
+    fail(f'crt.predictor.width={c.crt.predictor.width} is not divisible by '
+         f'num_heads={c.crt.predictor.num_heads}')
 
 
 def _validate_generator(g: ml_collections.ConfigDict, fail) -> None:

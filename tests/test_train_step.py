@@ -26,7 +26,7 @@ def _batch(n=16, seed=0):
   return {'image': np.clip(base + 0.3 * rs.randn(n, 28, 28, 1), -1, 1).astype(np.float32)}
 
 
-def _run_steps(config, devices, num_steps, step_fn_wrapper=None):
+def _run_steps(config, devices, num_steps, step_fn_wrapper=None, batch_size=16):
   mesh = sharding.make_mesh(config.mesh, devices)
   task = tokenizer.TokenizerTask(config, mesh)
   if step_fn_wrapper is not None:
@@ -39,7 +39,7 @@ def _run_steps(config, devices, num_steps, step_fn_wrapper=None):
   step_fn = loop.compile_train_step(task, mesh, state_sh, config)
   history = []
   for i in range(num_steps):
-    batch = sharding.global_batch(_batch(), mesh)
+    batch = sharding.global_batch(_batch(batch_size), mesh)
     state, metrics = step_fn(state, frozen, batch, jax.random.key(i))
     history.append(jax.device_get(metrics))
   return state, history

@@ -14,7 +14,8 @@ class TrainState:
   params: Any
   ema_params: Any
   opt_state: Any
-  # Non-gradient state a stage keeps (e.g. codebook usage EMAs); None if it keeps none.
+  # State a stage keeps beside params and opt_state (codebook usage EMAs; the CRT predictor's
+  # params and its own optimizer state under 'crt'); None if it keeps none.
   model_state: Any = None
 
 

@@ -23,6 +23,7 @@ from sbt_jax.models import codebook_restart
 from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import registry
 from sbt_jax.models import tatok as tatok_lib
+from sbt_jax.trainers import crt as crt_lib
 from sbt_jax.trainers import state as state_lib
 
 
@@ -122,11 +123,15 @@ def _with_codebook(params, name, codebook):
   return {**params, name: {**params[name], 'codebook': codebook}}
 
 
-def train_step(state, frozen, batch, rng, *, model, tx, config):
-  grad_fn = jax.value_and_grad(
-      functools.partial(tokenizer_loss, model=model, config=config), has_aux=True)
+def train_step(state, frozen, batch, rng, *, model, tx, config, crt=None):
+  """`crt` (a trainers.crt.CrtRegularizer) adds the CRT term and updates its predictor."""
+  loss_fn = functools.partial(tokenizer_loss, model=model, config=config)
   loss_rng, restart_rng = jax.random.split(rng)
-  (_, (metrics, aux)), grads = grad_fn(state.params, frozen, batch, loss_rng)
+  (_, (metrics, aux)), grads, crt_grads = crt_lib.value_and_grads(loss_fn, state, crt,
+                                                                  frozen, batch, loss_rng)
+  if crt is not None:
+    metrics['crt_grad_norm'] = optax.tree.norm(crt_grads)
+    state = crt_lib.with_predictor_update(state, crt, crt_grads)
   metrics['grad_norm'] = optax.tree.norm(grads)
   metrics['learning_rate'] = state_lib.learning_rate_schedule(
       config.optim, config.train.num_steps)(state.step)
@@ -190,8 +195,9 @@ class TokenizerTask:
     self.eval_config = config
     self.model = registry.build_tokenizer(config)
     self.tx = state_lib.make_optimizer(config.optim, config.train.num_steps)
+    self.crt = crt_lib.maybe_create(config)
     self.train_step = functools.partial(train_step, model=self.model, tx=self.tx,
-                                        config=config)
+                                        config=config, crt=self.crt)
     self._eval_step = None
 
   def dummy_images(self, batch_size=1):
@@ -204,6 +210,8 @@ class TokenizerTask:
     params = self.model.init(rng, self.dummy_images(), *args)['params']
     model_state = {usage_key: codebook_restart.init_usage(size)
                    for _, _, _, usage_key, size in codebooks(self.config)}
+    if self.crt is not None:
+      model_state[crt_lib.KEY] = self.crt.boxed_state(jax.random.fold_in(rng, 1))
     return state_lib.create(params, self.tx, self.config.optim.ema_decay > 0, model_state)
 
   def init_state(self, rng):
