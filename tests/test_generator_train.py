@@ -148,7 +148,11 @@ def test_sample_command_writes_class_balanced_png_and_npz(generator_run, tmp_pat
   gen = restored.RestoredGenerator(workdir, sampling_overrides={'batch_size': 16})
   again, again_ids = gen.sample(labels, seed=3)
   np.testing.assert_array_equal(again_ids, ids)
-  np.testing.assert_array_equal(np.clip(np.round((again + 1) * 127.5), 0, 255), images)
+  # Same ids; the decoded pixels agree up to float rounding between the command's 1 device
+  # and this process's 8 (a value on a .5 boundary may round to the next 8-bit level).
+  again_8bit = np.clip(np.round((again + 1) * 127.5), 0, 255)
+  assert np.abs(again_8bit - images.astype(np.float64)).max() <= 1
+  assert np.mean(again_8bit == images) > 0.99
   assert not np.array_equal(gen.sample(labels, seed=4)[1], ids)
   # The form sbt_jax.evaluate takes for generation metrics (any batch size).
   fn_images = gen.sample_fn()(np.arange(5) % 10, jax.random.key(0))
