@@ -1,4 +1,6 @@
 """TiTok model and vector quantizer: values, gradients, shapes, dtypes."""
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -102,3 +104,32 @@ def test_ema_decay_warms_up():
   np.testing.assert_allclose(float(state_lib.ema_decay_at(jnp.array(90), 0.999)), 0.91,
                              rtol=1e-6)
   assert float(state_lib.ema_decay_at(jnp.array(100000), 0.999)) == np.float32(0.999)
+
+
+def test_bfloat16_dense_gradients_are_bf16_products_close_to_float32():
+  """The bf16 dot's custom backward (bf16 cotangent, float32-accumulated transposes) gives
+  the float32 gradients up to bf16 rounding, for Dense and both DenseGeneral forms, and
+  for a contraction outside the dense form (JAX's own transposes)."""
+  from sbt_jax.models import vit  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.key(0), (2, 6, 16))
+  w_cases = {
+      'dense': ((((2,), (0,)), ((), ())), (16, 24)),          # x[B,L,D] . w[D,F]
+      'qkv': ((((2,), (0,)), ((), ())), (16, 3, 2, 4)),       # x[B,L,D] . w[D,3,H,K]
+      'out': ((((1, 2), (0, 1)), ((), ())), (6, 16, 5)),      # x[B,L,D] . w[L,D,F]
+      'other': ((((1,), (0,)), ((), ())), (6, 7)),            # contracts a middle dim
+  }
+  for name, (dn, shape) in w_cases.items():
+    w = jax.random.normal(jax.random.key(1), shape) / 4
+    def loss(x, w, dot):
+      return jnp.sum(jnp.sin(dot(x, w, dn)))
+    bf16 = vit.matmul_dot_general(jnp.bfloat16)
+    ref = functools.partial(jax.lax.dot_general, precision=jax.lax.Precision.HIGHEST)
+    got = jax.jit(jax.grad(functools.partial(loss, dot=bf16), argnums=(0, 1)))(x, w)
+    want = jax.grad(functools.partial(loss, dot=ref), argnums=(0, 1))(x, w)
+    for g, r in zip(got, want):
+      assert g.dtype == jnp.float32 and g.shape == r.shape, name
+      scale = float(jnp.abs(r).max())
+      np.testing.assert_allclose(np.asarray(g), np.asarray(r), atol=0.03 * scale,
+                                 err_msg=name)
+    # Not a float32 computation in disguise: bf16 rounding shows.
+    assert float(jnp.abs(got[1] - want[1]).max()) > 0, name

@@ -34,8 +34,58 @@ def layer_norm(name=None):
 
 def matmul_dot_general(dtype):
   """dot_general for Dense layers: operands in `dtype`, products accumulated and returned in
-  float32. With bfloat16 this is the fast path on CPUs and TPUs (bf16 x bf16 -> f32)."""
-  return functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
+  float32. With bfloat16 this is the fast path on CPUs and TPUs (bf16 x bf16 -> f32), in the
+  backward pass too: the incoming float32 gradient is rounded to bfloat16 before the two
+  transposed products (as under PyTorch autocast), which otherwise would run in float32.
+  """
+  if jnp.dtype(dtype) == jnp.float32:
+    return functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
+  return functools.partial(_low_precision_dot, dtype=jnp.dtype(dtype))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _low_precision_dot_core(lhs, rhs, dimension_numbers, precision, dtype, _):
+  return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision,
+                             preferred_element_type=jnp.float32)
+
+
+def _low_precision_dot_fwd(lhs, rhs, dimension_numbers, precision, dtype, _):
+  return _low_precision_dot_core(lhs, rhs, dimension_numbers, precision, dtype, _), (lhs, rhs)
+
+
+def _low_precision_dot_bwd(dimension_numbers, precision, dtype, _, res, g):
+  lhs, rhs = res
+  (lc, rc), (lb, rb) = dimension_numbers
+  a, c = lhs.ndim - len(lc), len(lc)
+  dense_form = (not lb and not rb and tuple(lc) == tuple(range(a, lhs.ndim))
+                and tuple(rc) == tuple(range(c)))
+  g = g.astype(dtype)
+  if not dense_form:  # any other contraction: JAX's own transposes, dtype operands
+    _, vjp = jax.vjp(lambda x, y: jax.lax.dot_general(x, y, dimension_numbers, precision),
+                     lhs, rhs)
+    d_lhs, d_rhs = vjp(g)
+    return d_lhs.astype(lhs.dtype), d_rhs.astype(rhs.dtype)
+  # lhs [*A, *C] . rhs [*C, *N] = out [*A, *N] (every flax Dense / DenseGeneral here):
+  # d_lhs = g . rhs over N, d_rhs = lhs . g over A, both dtype x dtype -> float32.
+  n = rhs.ndim - c
+  d_lhs = jax.lax.dot_general(
+      g, rhs, ((tuple(range(a, a + n)), tuple(range(c, c + n))), ((), ())), precision,
+      preferred_element_type=jnp.float32)
+  d_rhs = jax.lax.dot_general(
+      lhs, g, ((tuple(range(a)), tuple(range(a))), ((), ())), precision,
+      preferred_element_type=jnp.float32)
+  return d_lhs.astype(lhs.dtype), d_rhs.astype(rhs.dtype)
+
+
+_low_precision_dot_core.defvjp(_low_precision_dot_fwd, _low_precision_dot_bwd)
+
+
+def _low_precision_dot(lhs, rhs, dimension_numbers, precision=None,
+                       preferred_element_type=None, *, dtype):
+  """lhs, rhs (already cast to dtype by flax) -> float32 product; dtype gradients."""
+  del preferred_element_type  # always float32
+  return _low_precision_dot_core(lhs.astype(dtype), rhs.astype(dtype), dimension_numbers,
+                                 precision, dtype, None)
 
 
 def Dense(features, dtype, name, kernel_axes, bias_axes):  # pylint: disable=invalid-name
