@@ -369,6 +369,8 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
                             aligner_workdir=aligner_workdir)
   if mode == 'generate' and not tok.is_selfboottok:
     raise ValueError("mode='generate' needs a selfboottok tokenizer")
+  if tok.is_tatok and rate is None:
+    rate = tok.config.model.tatok.eval_rate
   if sampler and sample_fn is None:
     sample_fn = load_sampler(sampler, tok)
   nets = _Networks(tok.mesh, vgg=bool(want & {'lpips', 'fd_vgg', 'precision_recall'}),
@@ -448,8 +450,7 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
       'aligner_workdir': os.path.abspath(aligner_workdir) if aligner_workdir else None,
       'ids_per_image': results.get('tokens_per_image', tok.num_global + (
           tok.num_local if mode == 'compress' else 0)),
-      'rate': (rate if rate is not None else tok.config.model.tatok.eval_rate)
-              if tok.is_tatok else None,
+      'rate': rate,
       'split': data_cfg.eval_split, 'num_images': count,
       'num_samples': num_samples if sample_fn is not None else 0,
       'metrics': results,
@@ -463,7 +464,7 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
   if jax.process_index() == 0:
     suffix = '' if mode == 'compress' else f'_generate_t{temperature:g}'
     if tok.is_tatok:
-      suffix = f'_rate{out["rate"]:g}'
+      suffix = f'_rate{rate:g}'
     out_dir = out_dir or os.path.join(workdir, 'eval',
                                       f'{data_cfg.eval_split}_step{tok.step}{suffix}')
     out['files'] = report.write_all(out_dir, out, workdir=workdir,

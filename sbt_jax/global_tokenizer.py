@@ -118,20 +118,21 @@ class TaTokGlobalTokenizer:
     self.image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
 
   def encode_global_ids(self, params, x_BxHxWxC):
-    g, packed, valid = self.model.apply({'params': params['tokenizer']}, x_BxHxWxC,
-                                        self.rate, method='encode_packed')
-    patch = jnp.where(valid, packed + self.global_vocab, -1)
-    return jnp.concatenate([g, patch], axis=1).astype(jnp.int32)
+    ids_BxS = self.model.apply({'params': params['tokenizer']}, x_BxHxWxC, self.rate,
+                               method='encode_ids')
+    g = self.num_global
+    patch = jnp.where(ids_BxS[:, g:] >= 0, ids_BxS[:, g:] + self.global_vocab, -1)
+    return jnp.concatenate([ids_BxS[:, :g], patch], axis=1).astype(jnp.int32)
 
   def decode_global_ids(self, params, ids_BxS):
-    p = {'params': params['tokenizer']}
     g = self.num_global
     global_BxG = jnp.clip(ids_BxS[:, :g], 0, self.global_vocab - 1)
     # A patch position holding a global id (never seen in training) decodes as patch id 0.
-    packed_BxM = jnp.clip(ids_BxS[:, g:] - self.global_vocab, 0, None)
-    k_B = self.model.apply(p, global_BxG, self.rate, method='kept_count')
-    valid_BxM = (jnp.arange(packed_BxM.shape[1])[None] < k_B[:, None]) & (ids_BxS[:, g:] >= 0)
-    return self.model.apply(p, global_BxG, packed_BxM, valid_BxM, method='decode_packed')
+    patch = jnp.where(ids_BxS[:, g:] >= 0, jnp.maximum(ids_BxS[:, g:] - self.global_vocab, 0),
+                      -1)
+    return self.model.apply({'params': params['tokenizer']},
+                            jnp.concatenate([global_BxG, patch], axis=1), self.rate,
+                            method='decode_ids')
 
   def load_aligner(self, aligner_workdir, mesh):
     del mesh

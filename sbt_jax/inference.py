@@ -132,19 +132,11 @@ class Tokenizer:
       self._local_logits = jax.jit(lambda p, ids: m.apply({'params': p}, ids,
                                                           method='local_logits'))
     elif self.is_tatok:
-      def encode_tatok(p, x, rate):
-        g, packed, valid = m.apply({'params': p}, x, rate, method='encode_packed')
-        return jax.numpy.concatenate([g, jax.numpy.where(valid, packed, -1)], axis=1)
-      def decode_tatok(p, ids):
-        g = self.num_global
-        return m.apply({'params': p}, ids[:, :g], jax.numpy.maximum(ids[:, g:], 0),
-                       ids[:, g:] >= 0, method='decode_packed')
-      self._encode = jax.jit(encode_tatok)
-      self._decode = jax.jit(decode_tatok)
+      self._encode = jax.jit(lambda p, x, rate: m.apply({'params': p}, x, rate,
+                                                        method='encode_ids'))
     else:
       self._encode = jax.jit(lambda p, x: m.apply({'params': p}, x, method='encode')[1]['ids'])
-    if not self.is_tatok:
-      self._decode = jax.jit(lambda p, ids: m.apply({'params': p}, ids, method='decode_ids'))
+    self._decode = jax.jit(lambda p, ids: m.apply({'params': p}, ids, method='decode_ids'))
 
   @property
   def image_shape(self):

@@ -57,7 +57,8 @@ class PatchAligner(nn.Module):
 
 
 class TaTok(nn.Module):
-  """encode(x, rate_B) -> ids and kept set; decode / decode_packed -> images; __call__ trains."""
+  """encode(x, rate) -> ids and kept set; encode_ids / decode_ids: the stored format;
+  decode / decode_packed -> images; __call__ trains (rate per image) and evaluates."""
   image_size: int
   channels: int
   patch_size: int
@@ -70,6 +71,8 @@ class TaTok(nn.Module):
   encoder_cfg: Any
   decoder_cfg: Any
   aligner_cfg: Any
+  # The rate of __call__ when it is given none (model.tatok.eval_rate: eval during training).
+  eval_rate: float = 0.0
   dtype: Any = jnp.float32
   attention_impl: str = 'auto'
   remat_policy: str = 'none'
@@ -136,14 +139,15 @@ class TaTok(nn.Module):
                              length or self.num_patches)
     return out['global_ids'], packed, valid
 
+  def encode_ids(self, x_BxHxWxC, rate):
+    """The stored format, B x (G + N): global ids, then the kept patch ids in rank order,
+    then -1 (padding)."""
+    global_ids, packed, valid = self.encode_packed(x_BxHxWxC, rate)
+    return jnp.concatenate([global_ids, jnp.where(valid, packed, -1)], axis=1)
+
   def rank_order(self, global_ids_BxG):
     """Patch indices by decreasing estimated entropy, from the global ids alone (B x N)."""
     return dtf.rank_order(self.patch_entropy(global_ids_BxG)[1])
-
-  def kept_count(self, global_ids_BxG, rate):
-    """How many patch tokens DTF keeps at rate r, from the global ids alone (B,)."""
-    entropy_BxN = self.patch_entropy(global_ids_BxG)[1]
-    return dtf.num_kept(entropy_BxN, self._rates(rate, entropy_BxN.shape[0]))
 
   def decode(self, global_ids_BxG, patch_ids_BxN, keep_BxN):
     """The unpadded path: patch ids in patch order; dropped positions (keep False) are
@@ -152,14 +156,28 @@ class TaTok(nn.Module):
     p_q = self.patch_quantizer.lookup(patch_ids_BxN)
     return self.decoder(g_q, patch_q_BxNxT=p_q, keep_BxN=keep_BxN)
 
-  def decode_packed(self, global_ids_BxG, packed_BxM, valid_BxM):
-    """The padded path: kept ids in rank order, padded, with a validity mask."""
-    order_BxN = self.rank_order(global_ids_BxG)
-    ids_BxN, keep_BxN = dtf.unpack(packed_BxM, valid_BxM, order_BxN)
+  def decode_packed(self, global_ids_BxG, packed_BxM, valid_BxM, rate=None):
+    """The padded path: kept ids in rank order, padded, with a validity mask. With `rate`,
+    only the first k(g, r) of them are used, k the count DTF keeps for these global ids
+    (a sampled sequence may fill every position)."""
+    entropy_BxN = self.patch_entropy(global_ids_BxG)[1]
+    if rate is not None:
+      k_B = dtf.num_kept(entropy_BxN, self._rates(rate, entropy_BxN.shape[0]))
+      valid_BxM = valid_BxM & (jnp.arange(valid_BxM.shape[1])[None] < k_B[:, None])
+    ids_BxN, keep_BxN = dtf.unpack(packed_BxM, valid_BxM, dtf.rank_order(entropy_BxN))
     return self.decode(global_ids_BxG, ids_BxN, keep_BxN)
 
-  def __call__(self, x_BxHxWxC, rate):
-    """Reconstruction at rate r (scalar or per image) and every training signal."""
+  def decode_ids(self, ids_BxS, rate=None):
+    """Images from the stored format (encode_ids; any G + M columns, -1 padding)."""
+    g = self.num_global_tokens
+    patch_BxM = ids_BxS[:, g:]
+    return self.decode_packed(ids_BxS[:, :g], jnp.maximum(patch_BxM, 0), patch_BxM >= 0,
+                              rate)
+
+  def __call__(self, x_BxHxWxC, rate=None):
+    """Reconstruction at rate r (scalar or per image; None: eval_rate) and every training
+    signal."""
+    rate = self.eval_rate if rate is None else rate
     g_q, aux, p_q, paux = self._tokens(x_BxHxWxC)
     logits_BxNxK, entropy_BxN = self.patch_entropy(aux['ids'])
     keep_BxN, _, k_B = dtf.keep_mask(entropy_BxN, self._rates(rate, g_q.shape[0]))
@@ -175,7 +193,8 @@ class TaTok(nn.Module):
         'patch_ce': jnp.mean(ce_BxN),
         'patch_entropy': jnp.mean(entropy_BxN),
         'kept_fraction': jnp.mean(keep_BxN.astype(jnp.float32)),
-        'num_kept': k_B,
+        # Stored tokens per image (B,): the G global ids plus the kept patch ids.
+        'tokens_per_image': (self.num_global_tokens + k_B).astype(jnp.float32),
     }
     return recon, out
 
@@ -189,7 +208,7 @@ def build(config: ml_collections.ConfigDict) -> TaTok:
       commitment_cost=m.commitment_cost, patch_codebook_size=m.tatok.patch_codebook_size,
       patch_token_dim=m.tatok.patch_token_dim,
       encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),
-      aligner_cfg=dict(m.tatok.aligner),
+      aligner_cfg=dict(m.tatok.aligner), eval_rate=m.tatok.eval_rate,
       dtype=titok.DTYPES[m.compute_dtype], attention_impl=m.attention_impl,
       remat_policy=m.remat_policy, scan_layers=m.scan_layers)
 

@@ -78,8 +78,7 @@ def tokenizer_loss(params, frozen, batch, rng=None, *, model, config):
     patch = quantizer_lib.codebook_stats(aux['patch_ids'],
                                          config.model.tatok.patch_codebook_size)
     metrics.update({f'patch_{k}': v for k, v in patch.items()})
-    metrics['tokens_per_image'] = config.model.num_latent_tokens + jnp.mean(
-        aux['num_kept'].astype(jnp.float32))
+    metrics['tokens_per_image'] = jnp.mean(aux['tokens_per_image'])
   metrics['loss'] = loss
   return loss, (metrics, aux)
 
@@ -142,24 +141,21 @@ def train_step(state, frozen, batch, rng, *, model, tx, config, crt=None):
   return new_state, metrics
 
 
-def eval_step(params, frozen, batch, *, model, temperature=0.0, rng=None, rate=0.0):
+def eval_step(params, frozen, batch, *, model, temperature=0.0, rng=None):
   """Compress-mode reconstruction, ids and per-image metrics for one eval batch.
 
   SelfBootTok also reports generate mode: decoding from the global ids alone with the
   aligner's local ids (argmax when temperature is 0, else sampled with `rng`), as
   `generate_*` metrics, plus the aligner's per-image local-id cross-entropy (bits/token).
-  TaTok reconstructs at information-loss rate `rate` and reports tokens per image.
+  TaTok reconstructs at its eval rate (model.tatok.eval_rate) and reports tokens per image.
   """
   x_BxHxWxC = batch['image']
-  is_tatok = isinstance(model, tatok_lib.TaTok)
-  recon_BxHxWxC, aux = model.apply({'params': params}, x_BxHxWxC,
-                                   *((rate,) if is_tatok else ()))
+  recon_BxHxWxC, aux = model.apply({'params': params}, x_BxHxWxC)
   metrics = reconstruction.per_image_metrics(x_BxHxWxC, recon_BxHxWxC, frozen['lpips'])
   ids = {'ids': aux['ids']}
-  if is_tatok:
+  if 'patch_ids' in aux:
     ids['patch_ids'] = aux['patch_ids']
-    metrics['tokens_per_image'] = (model.num_global_tokens
-                                   + aux['num_kept'].astype(jnp.float32))
+    metrics['tokens_per_image'] = aux['tokens_per_image']
   if 'local_ids' in aux:
     ids['local_ids'] = aux['local_ids']
     logits = model.apply({'params': params}, aux['ids'], method='local_logits')
@@ -206,8 +202,7 @@ class TokenizerTask:
 
   def boxed_state(self, rng):
     """State with nn.Partitioned params (for eval_shape -> shardings)."""
-    args = (0.0,) if self.config.model.name == 'tatok' else ()
-    params = self.model.init(rng, self.dummy_images(), *args)['params']
+    params = self.model.init(rng, self.dummy_images())['params']
     model_state = {usage_key: codebook_restart.init_usage(size)
                    for _, _, _, usage_key, size in codebooks(self.config)}
     if self.crt is not None:
@@ -231,8 +226,7 @@ class TokenizerTask:
     cfg = self.eval_config
     if self._eval_step is None:
       batch_sh = sharding.batch_sharding(self.mesh)
-      rate = cfg.model.tatok.eval_rate if cfg.model.name == 'tatok' else 0.0
-      self._eval_step = jax.jit(functools.partial(eval_step, model=self.model, rate=rate),
+      self._eval_step = jax.jit(functools.partial(eval_step, model=self.model),
                                 out_shardings=(batch_sh, batch_sh, batch_sh))
     params = self.full_params(state, frozen)
     loader = pipeline.make_eval_loader(
