@@ -92,10 +92,10 @@ class SelfBootTok(nn.Module):
 
   def setup(self):
     enc, dec, al = self.encoder_cfg, self.decoder_cfg, self.aligner_cfg
+    common = (self.dtype, self.attention_impl, self.remat_policy, self.scan_layers)
     self.encoder = titok.Encoder(
-        self.patch_size, self.num_global_tokens, self.token_dim, enc['width'], enc['depth'],
-        enc['num_heads'], enc['mlp_ratio'] * enc['width'], self.dtype, self.attention_impl,
-        self.remat_policy, self.scan_layers, num_extra_latents=self.num_local_tokens if self.local_tokens == 'latent' else 0)
+        self.patch_size, self.num_global_tokens, self.token_dim, *vit.sizes(enc), *common,
+        num_extra_latents=self.num_local_tokens if self.local_tokens == 'latent' else 0)
     if self.global_quantizer == 'soft':
       self.quantizer = soft_quantizer.SoftQuantizer(
           self.codebook_size, self.token_dim, self.commitment_cost, self.soft_temperature,
@@ -112,13 +112,10 @@ class SelfBootTok(nn.Module):
     self.local_embed = vit.Dense(self.token_dim, jnp.float32, 'local_embed',
                                  ('token', None), (None,))
     self.aligner = aligner_lib.Aligner2D(
-        self.num_patches, self.local_token_dim, self.local_codebook_size, al['width'],
-        al['depth'], al['num_heads'], al['mlp_ratio'] * al['width'], self.dtype,
-        self.attention_impl, self.remat_policy, self.scan_layers)
+        self.num_patches, self.local_token_dim, self.local_codebook_size, *vit.sizes(al),
+        *common)
     self.decoder = titok.Decoder(
-        self.image_size, self.channels, self.patch_size, dec['width'], dec['depth'],
-        dec['num_heads'], dec['mlp_ratio'] * dec['width'], self.dtype, self.attention_impl,
-        self.remat_policy, self.scan_layers)
+        self.image_size, self.channels, self.patch_size, *vit.sizes(dec), *common)
 
   # --- pieces -------------------------------------------------------------------------
 

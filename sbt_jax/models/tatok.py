@@ -86,20 +86,17 @@ class TaTok(nn.Module):
     enc, dec, al = self.encoder_cfg, self.decoder_cfg, self.aligner_cfg
     common = (self.dtype, self.attention_impl, self.remat_policy, self.scan_layers)
     self.encoder = titok.Encoder(
-        self.patch_size, self.num_global_tokens, self.token_dim, enc['width'], enc['depth'],
-        enc['num_heads'], enc['mlp_ratio'] * enc['width'], *common)
+        self.patch_size, self.num_global_tokens, self.token_dim, *vit.sizes(enc), *common)
     self.quantizer = quantizer_lib.VectorQuantizer(
         self.codebook_size, self.token_dim, self.commitment_cost)
     self.to_patch = vit.Dense(self.patch_token_dim, self.dtype, 'to_patch',
                               ('embed', 'token'), ('token',))
     self.patch_quantizer = quantizer_lib.VectorQuantizer(
         self.patch_codebook_size, self.patch_token_dim, self.commitment_cost)
-    self.aligner = PatchAligner(
-        self.num_patches, self.patch_codebook_size, al['width'], al['depth'],
-        al['num_heads'], al['mlp_ratio'] * al['width'], *common)
+    self.aligner = PatchAligner(self.num_patches, self.patch_codebook_size, *vit.sizes(al),
+                                *common)
     self.decoder = titok.Decoder(
-        self.image_size, self.channels, self.patch_size, dec['width'], dec['depth'],
-        dec['num_heads'], dec['mlp_ratio'] * dec['width'], *common)
+        self.image_size, self.channels, self.patch_size, *vit.sizes(dec), *common)
 
   # --- pieces -------------------------------------------------------------------------
 

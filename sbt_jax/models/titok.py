@@ -128,16 +128,13 @@ class TiTok(nn.Module):
 
   def setup(self):
     enc, dec = self.encoder_cfg, self.decoder_cfg
+    common = (self.dtype, self.attention_impl, self.remat_policy, self.scan_layers)
     self.encoder = Encoder(self.patch_size, self.num_latent_tokens, self.token_dim,
-                           enc['width'], enc['depth'], enc['num_heads'],
-                           enc['mlp_ratio'] * enc['width'], self.dtype,
-                           self.attention_impl, self.remat_policy, self.scan_layers)
+                           *vit.sizes(enc), *common)
     self.quantizer = quantizer_lib.VectorQuantizer(
         self.codebook_size, self.token_dim, self.commitment_cost)
-    self.decoder = Decoder(self.image_size, self.channels, self.patch_size,
-                           dec['width'], dec['depth'], dec['num_heads'],
-                           dec['mlp_ratio'] * dec['width'], self.dtype,
-                           self.attention_impl, self.remat_policy, self.scan_layers)
+    self.decoder = Decoder(self.image_size, self.channels, self.patch_size, *vit.sizes(dec),
+                           *common)
 
   def encode(self, x_BxHxWxC):
     return self.quantizer(self.encoder(x_BxHxWxC)[0])

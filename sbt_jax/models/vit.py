@@ -43,17 +43,18 @@ def matmul_dot_general(dtype):
   return functools.partial(_low_precision_dot, dtype=jnp.dtype(dtype))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _low_precision_dot_core(lhs, rhs, dimension_numbers, precision, dtype, _):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _low_precision_dot_core(lhs, rhs, dimension_numbers, precision, dtype):
+  del dtype  # the backward pass's operand dtype
   return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision,
                              preferred_element_type=jnp.float32)
 
 
-def _low_precision_dot_fwd(lhs, rhs, dimension_numbers, precision, dtype, _):
-  return _low_precision_dot_core(lhs, rhs, dimension_numbers, precision, dtype, _), (lhs, rhs)
+def _low_precision_dot_fwd(lhs, rhs, dimension_numbers, precision, dtype):
+  return _low_precision_dot_core(lhs, rhs, dimension_numbers, precision, dtype), (lhs, rhs)
 
 
-def _low_precision_dot_bwd(dimension_numbers, precision, dtype, _, res, g):
+def _low_precision_dot_bwd(dimension_numbers, precision, dtype, res, g):
   lhs, rhs = res
   (lc, rc), (lb, rb) = dimension_numbers
   a, c = lhs.ndim - len(lc), len(lc)
@@ -85,7 +86,7 @@ def _low_precision_dot(lhs, rhs, dimension_numbers, precision=None,
   """lhs, rhs (already cast to dtype by flax) -> float32 product; dtype gradients."""
   del preferred_element_type  # always float32
   return _low_precision_dot_core(lhs.astype(dtype), rhs.astype(dtype), dimension_numbers,
-                                 precision, dtype, None)
+                                 precision, dtype)
 
 
 def Dense(features, dtype, name, kernel_axes, bias_axes):  # pylint: disable=invalid-name
@@ -229,6 +230,11 @@ class Transformer(nn.Module):
       for i in range(self.depth):
         x_BxLxD = block_cls(*args, name=f'block{i}')(x_BxLxD, mask)
     return layer_norm('ln_out')(x_BxLxD)
+
+
+def sizes(cfg):
+  """(width, depth, num_heads, mlp_dim) of a config's transformer dict (model.encoder, ...)."""
+  return cfg['width'], cfg['depth'], cfg['num_heads'], cfg['mlp_ratio'] * cfg['width']
 
 
 def posemb_init(*names):
