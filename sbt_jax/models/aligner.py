@@ -58,8 +58,9 @@ class Aligner2D(nn.Module):
     pos_BxNxD = jnp.broadcast_to(self.pos_queries, (b, n, self.width))
     slots_BxLxD = self.slot_embed(protos_BxLxF)
     glob_BxGxD = self.global_embed(g_q_BxGxT)
-    h_BxSxD = self.transformer(jnp.concatenate([pos_BxNxD, slots_BxLxD, glob_BxGxD], 1))
-    return self.to_feature(h_BxSxD[:, :n]), h_BxSxD[:, n:n + l]
+    h_BxSxD = self.transformer(jnp.concatenate([pos_BxNxD, slots_BxLxD, glob_BxGxD], 1),
+                               keep=(0, n + l))
+    return self.to_feature(h_BxSxD[:, :n]), h_BxSxD[:, n:]
 
   def logits(self, s_BxLxD, pooled_BxLxF=None):
     """Logits over local ids (B x L x K_local), float32."""

@@ -51,9 +51,9 @@ class PatchAligner(nn.Module):
     h_BxSxD = jnp.concatenate([jnp.broadcast_to(pos_NxD, (b, n, self.width)), glob_BxGxD], 1)
     h_BxSxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
                               self.attention_impl, self.remat_policy, self.scan_layers,
-                              name='transformer')(h_BxSxD)
+                              name='transformer')(h_BxSxD, keep=(0, n))
     return vit.Dense(self.codebook_size, self.dtype, 'head', ('embed', 'vocab'),
-                     ('vocab',))(h_BxSxD[:, :n]).astype(jnp.float32)
+                     ('vocab',))(h_BxSxD).astype(jnp.float32)
 
 
 class TaTok(nn.Module):

@@ -31,6 +31,9 @@ class Encoder(nn.Module):
   # Extra latent queries whose hidden states are returned unprojected (SelfBootTok's
   # local_tokens='latent' control); 0 keeps TiTok's parameter tree.
   num_extra_latents: int = 0
+  # False: the caller needs no patch states (TiTok), so the last block computes the latent
+  # rows only (same z, about a third of that block's work); the second output is then None.
+  patch_states: bool = True
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
@@ -52,13 +55,15 @@ class Encoder(nn.Module):
                              (self.num_extra_latents, self.width))
       parts.append(jnp.broadcast_to(extra_ExD, (b, self.num_extra_latents, self.width)))
     h_BxLxD = jnp.concatenate(parts, axis=1)
+    start = 0 if self.patch_states else n
     h_BxLxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
                               self.attention_impl, self.remat_policy, self.scan_layers,
-                              name='transformer')(h_BxLxD)
+                              name='transformer')(h_BxLxD, keep=(start, h_BxLxD.shape[1]))
     g = self.num_latent_tokens
     z_BxGxT = vit.Dense(self.token_dim, self.dtype, 'to_token', ('embed', 'token'),
-                        ('token',))(h_BxLxD[:, n:n + g])
-    return z_BxGxT, h_BxLxD[:, :n], h_BxLxD[:, n + g:]
+                        ('token',))(h_BxLxD[:, n - start:n - start + g])
+    patches_BxNxD = h_BxLxD[:, :n] if self.patch_states else None
+    return z_BxGxT, patches_BxNxD, h_BxLxD[:, n - start + g:]
 
 
 class Decoder(nn.Module):
@@ -101,11 +106,11 @@ class Decoder(nn.Module):
       mask_BxNxD = jnp.where(keep_BxN[..., None], patch_BxNxD, mask_BxNxD)
     mask_BxNxD = mask_BxNxD + pos_NxD
     h_BxLxD = jnp.concatenate([mask_BxNxD, z_BxGxD], axis=1)
-    h_BxLxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
+    h_BxNxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
                               self.attention_impl, self.remat_policy, self.scan_layers,
-                              name='transformer')(h_BxLxD)
+                              name='transformer')(h_BxLxD, keep=(0, n))
     pix_BxNxP = vit.Dense(self.patch_size * self.patch_size * self.channels, self.dtype,
-                          'to_pixels', ('embed', None), (None,))(h_BxLxD[:, :n])
+                          'to_pixels', ('embed', None), (None,))(h_BxNxD)
     return vit.unpatchify(pix_BxNxP, self.patch_size,
                           self.image_size, self.image_size, self.channels)
 
@@ -130,7 +135,7 @@ class TiTok(nn.Module):
     enc, dec = self.encoder_cfg, self.decoder_cfg
     common = (self.dtype, self.attention_impl, self.remat_policy, self.scan_layers)
     self.encoder = Encoder(self.patch_size, self.num_latent_tokens, self.token_dim,
-                           *vit.sizes(enc), *common)
+                           *vit.sizes(enc), *common, patch_states=False)
     self.quantizer = quantizer_lib.VectorQuantizer(
         self.codebook_size, self.token_dim, self.commitment_cost)
     self.decoder = Decoder(self.image_size, self.channels, self.patch_size, *vit.sizes(dec),

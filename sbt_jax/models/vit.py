@@ -5,7 +5,7 @@ config map them to mesh axes. `dtype` is the dtype of matmul operands (float32 o
 params, accumulation, residual stream, LayerNorm and softmax stay float32.
 """
 import functools
-from typing import Any
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -110,7 +110,9 @@ class Attention(nn.Module):
   decode: bool = False
 
   @nn.compact
-  def __call__(self, x_BxLxD, mask_BxHxLxL=None):
+  def __call__(self, x_BxLxD, mask_BxHxLxL=None, queries=None):
+    """`queries=(start, stop)`: only positions start:stop attend (and are returned); keys and
+    values still come from every position."""
     d = x_BxLxD.shape[-1]
     head_dim = d // self.num_heads
     qkv = nn.DenseGeneral(
@@ -119,6 +121,8 @@ class Attention(nn.Module):
         kernel_init=dense_init('embed', None, 'heads', 'kv'),
         bias_init=zeros_init(None, 'heads', 'kv'))(x_BxLxD)
     q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    if queries is not None:
+      q_BxLxHxK = q_BxLxHxK[:, slice(*queries)]
     if self.decode:
       initialized = self.has_variable('cache', 'key')
       key = self.variable('cache', 'key', jnp.zeros, k_BxLxHxK.shape, k_BxLxHxK.dtype)
@@ -155,18 +159,26 @@ class MlpBlock(nn.Module):
 
 
 class Block(nn.Module):
+  """Pre-LN block. With `keep=(start, stop)` it returns positions start:stop only: those are
+  the only attention queries and the only rows of the MLP (keys and values still span every
+  position), the same values as the full block's rows at a fraction of the cost."""
   num_heads: int
   mlp_dim: int
   dtype: Dtype = jnp.float32
   attention_impl: str = 'auto'
   decode: bool = False
+  keep: Optional[Tuple[int, int]] = None
 
   @nn.compact
   def __call__(self, x_BxLxD, mask=None):
     x_BxLxD = nn.with_logical_constraint(x_BxLxD, ('batch', 'length', 'embed'))
+    h_BxLxD = layer_norm('ln1')(x_BxLxD)
+    if self.keep is not None:
+      x_BxLxD = x_BxLxD[:, slice(*self.keep)]
+      if mask is not None and jnp.shape(mask)[-2] > 1:
+        mask = mask[..., slice(*self.keep), :]
     x_BxLxD = x_BxLxD + Attention(self.num_heads, self.dtype, self.attention_impl,
-                                  self.decode, name='attn')(
-        layer_norm('ln1')(x_BxLxD), mask)
+                                  self.decode, name='attn')(h_BxLxD, mask, self.keep)
     x_BxLxD = x_BxLxD + MlpBlock(self.mlp_dim, self.dtype, name='mlp')(
         layer_norm('ln2')(x_BxLxD))
     return x_BxLxD
@@ -211,7 +223,10 @@ class Transformer(nn.Module):
   decode: bool = False
 
   @nn.compact
-  def __call__(self, x_BxLxD, mask=None):
+  def __call__(self, x_BxLxD, mask=None, keep=None):
+    """Output [B, L, D]; with `keep=(start, stop)`, [B, stop - start, D]: the positions the
+    caller uses. The last block then computes only those rows (see Block.keep); under
+    scan_layers every layer is the same code, so all rows are computed and sliced."""
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f'remat_policy={self.remat_policy!r}; expected one of '
                        f'{sorted(REMAT_POLICIES)}')
@@ -226,9 +241,12 @@ class Transformer(nn.Module):
                         in_axes=(nn.broadcast,), length=self.depth,
                         metadata_params={nn.PARTITION_NAME: 'layers'})
       x_BxLxD, _ = scanned(*args, name='layers')(x_BxLxD, mask)
+      if keep is not None:
+        x_BxLxD = x_BxLxD[:, slice(*keep)]
     else:
       for i in range(self.depth):
-        x_BxLxD = block_cls(*args, name=f'block{i}')(x_BxLxD, mask)
+        last = keep if i == self.depth - 1 else None
+        x_BxLxD = block_cls(*args, keep=last, name=f'block{i}')(x_BxLxD, mask)
     return layer_norm('ln_out')(x_BxLxD)
 
 
