@@ -164,3 +164,20 @@ def test_transformer_keep_equals_the_full_output_sliced(remat_policy, scan_layer
   assert kept.shape == full.shape == (2, 3, 16)
   np.testing.assert_allclose(np.asarray(kept), np.asarray(full), atol=1e-5, rtol=1e-5)
   chex.assert_trees_all_close(g_kept, g_full, atol=1e-5, rtol=1e-5)
+
+
+def test_layer_norm_matches_flax_layer_norm_values_and_gradients():
+  """vit.LayerNorm (hand-written backward) against nn.LayerNorm: same params, same output,
+  same gradients for x, scale and bias."""
+  from sbt_jax.models import vit  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.key(0), (2, 5, 16)) * 3.0 + 1.0
+  ours, ref = vit.layer_norm(), nn.LayerNorm(epsilon=1e-6, dtype=jnp.float32)
+  params = nn.meta.unbox(ours.init(jax.random.key(1), x))
+  params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(3), p.shape), params)
+  chex.assert_trees_all_equal_shapes(params, ref.init(jax.random.key(1), x))
+  w = jax.random.normal(jax.random.key(2), x.shape)
+  out = ours.apply(params, x)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(ref.apply(params, x)), atol=1e-5)
+  grads = jax.grad(lambda p, x: jnp.sum(ours.apply(p, x) * w), argnums=(0, 1))(params, x)
+  ref_grads = jax.grad(lambda p, x: jnp.sum(ref.apply(p, x) * w), argnums=(0, 1))(params, x)
+  chex.assert_trees_all_close(grads, ref_grads, atol=1e-5, rtol=1e-5)

@@ -24,12 +24,54 @@ def zeros_init(*names):
   return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
 
 
+_LN_EPS = 1e-6
+
+
+@jax.custom_vjp
+def _layer_norm(x_BxLxD, scale_D, bias_D):
+  return _layer_norm_fwd(x_BxLxD, scale_D, bias_D)[0]
+
+
+def _layer_norm_fwd(x_BxLxD, scale_D, bias_D):
+  xc_BxLxD = x_BxLxD - jnp.mean(x_BxLxD, -1, keepdims=True)
+  rstd_BxLx1 = jax.lax.rsqrt(jnp.mean(xc_BxLxD * xc_BxLxD, -1, keepdims=True) + _LN_EPS)
+  xhat_BxLxD = xc_BxLxD * rstd_BxLx1
+  return xhat_BxLxD * scale_D + bias_D, (xhat_BxLxD, rstd_BxLx1, scale_D)
+
+
+def _layer_norm_bwd(res, g_BxLxD):
+  """The two row means of the input gradient are matrix-vector products with `scale`.
+  Written as reductions of g * scale (what autodiff of nn.LayerNorm gives), XLA:CPU
+  materialises scale broadcast to [B, L, D] for each reduction; this saves those passes."""
+  xhat_BxLxD, rstd_BxLx1, scale_D = res
+  d = g_BxLxD.shape[-1]
+  gx_BxLxD = g_BxLxD * xhat_BxLxD
+  mean_g_BxLx1 = jnp.dot(g_BxLxD, scale_D)[..., None] / d
+  mean_gx_BxLx1 = jnp.dot(gx_BxLxD, scale_D)[..., None] / d
+  dx_BxLxD = rstd_BxLx1 * (g_BxLxD * scale_D - mean_g_BxLx1 - xhat_BxLxD * mean_gx_BxLx1)
+  rows = tuple(range(g_BxLxD.ndim - 1))
+  return dx_BxLxD, jnp.sum(gx_BxLxD, rows), jnp.sum(g_BxLxD, rows)
+
+
+_layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
+
+
+class LayerNorm(nn.Module):
+  """LayerNorm over the last axis in float32 (epsilon 1e-6), with nn.LayerNorm's parameter
+  names ('scale', 'bias'), and a hand-written backward pass (see _layer_norm_bwd)."""
+
+  @nn.compact
+  def __call__(self, x):
+    d = x.shape[-1]
+    scale_D = self.param(
+        'scale', nn.with_logical_partitioning(nn.initializers.ones_init(), ('embed',)), (d,))
+    bias_D = self.param('bias', zeros_init('embed'), (d,))
+    return _layer_norm(x.astype(jnp.float32), scale_D, bias_D)
+
+
 def layer_norm(name=None):
   """LayerNorm in float32 (activations between matmuls stay float32)."""
-  return nn.LayerNorm(
-      epsilon=1e-6, dtype=jnp.float32, name=name,
-      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ('embed',)),
-      bias_init=zeros_init('embed'))
+  return LayerNorm(name=name)
 
 
 def matmul_dot_general(dtype):
