@@ -136,6 +136,33 @@ def test_bfloat16_dense_gradients_are_bf16_products_close_to_float32():
     assert float(jnp.abs(got[1] - want[1]).max()) > 0, name
 
 
+def test_float32_dense_gradients_match_autodiff():
+  """The float32 dot's custom backward (on CPU: weight gradients as row-major products of an
+  explicitly transposed operand) equals autodiff of lax.dot_general, for weight gradients
+  with fewer (dense, qkv) and more (out) input than output features."""
+  from sbt_jax.models import vit  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.key(0), (2, 6, 16))
+  w_cases = {
+      'dense': ((((2,), (0,)), ((), ())), (16, 24)),          # C=16 <= N=24
+      'qkv': ((((2,), (0,)), ((), ())), (16, 3, 2, 4)),       # C=16 <= N=24
+      'out': ((((1, 2), (0, 1)), ((), ())), (6, 16, 5)),      # C=96 > N=5
+      'other': ((((1,), (0,)), ((), ())), (6, 7)),            # JAX's own transposes
+  }
+  for name, (dn, shape) in w_cases.items():
+    w = jax.random.normal(jax.random.key(1), shape) / 4
+    def loss(x, w, dot):
+      y = dot(x, w, dn)
+      return jnp.sum(jnp.sin(y) * jnp.arange(y.size).reshape(y.shape))
+    f32 = vit.matmul_dot_general(jnp.float32)
+    ref = functools.partial(jax.lax.dot_general, precision=jax.lax.Precision.HIGHEST)
+    got = jax.jit(jax.grad(functools.partial(loss, dot=f32), argnums=(0, 1)))(x, w)
+    want = jax.grad(functools.partial(loss, dot=ref), argnums=(0, 1))(x, w)
+    for g, r in zip(got, want):
+      assert g.dtype == jnp.float32 and g.shape == r.shape, name
+      np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-5,
+                                 atol=1e-5 * float(jnp.abs(r).max()), err_msg=name)
+
+
 @pytest.mark.parametrize('remat_policy,scan_layers,masked,impl', [
     ('full', False, True, 'chunked'), ('none', True, False, 'xla')])
 def test_transformer_keep_equals_the_full_output_sliced(remat_policy, scan_layers, masked,
