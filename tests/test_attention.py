@@ -9,12 +9,12 @@ from sbt_jax.models import attention
 B, L, S, H, K = 3, 7, 7, 2, 8
 
 
-def _inputs(seed=0, mask_shape=None):
+def _inputs(seed=0, mask_shape=None, h=H):
   ks = jax.random.split(jax.random.key(seed), 5)
-  q = jax.random.normal(ks[0], (B, L, H, K))
-  k = jax.random.normal(ks[1], (B, S, H, K))
-  v = jax.random.normal(ks[2], (B, S, H, K))
-  do = jax.random.normal(ks[3], (B, L, H, K))
+  q = jax.random.normal(ks[0], (B, L, h, K))
+  k = jax.random.normal(ks[1], (B, S, h, K))
+  v = jax.random.normal(ks[2], (B, S, h, K))
+  do = jax.random.normal(ks[3], (B, L, h, K))
   mask = None
   if mask_shape is not None:
     mask = jax.random.bernoulli(ks[4], 0.7, mask_shape)
@@ -52,6 +52,28 @@ def test_chunked_matches_xla_float32(mask_shape):
     assert a.shape == b.shape and a.dtype == jnp.float32, name
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5, err_msg=name)
   np.testing.assert_allclose(chunked[0], _reference(q, k, v, mask), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('mask_shape', [None, (B, 4, L, S), (1, 4, L, S), (B, 1, L, S),
+                                        (1, 1, L, S), (B, 1, 1, S)])
+def test_chunked_with_head_groups_matches_xla(monkeypatch, mask_shape):
+  """4 heads with a score budget of 2 heads: each example runs as 2 groups of 2 heads."""
+  monkeypatch.setattr(attention, 'SCORE_BLOCK_BYTES', 2 * L * S * 4)
+  assert attention.head_groups(4, L, S) == 2
+  q, k, v, do, mask = _inputs(mask_shape=mask_shape, h=4)
+  chunked = _out_and_grads('chunked', q, k, v, do, mask, jnp.float32)
+  xla = _out_and_grads('xla', q, k, v, do, mask, jnp.float32)
+  for name, a, b in zip(('out', 'dq', 'dk', 'dv'), chunked, xla):
+    assert a.shape == b.shape and a.dtype == jnp.float32, name
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5, err_msg=name)
+  np.testing.assert_allclose(chunked[0], _reference(q, k, v, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_head_groups():
+  assert attention.head_groups(8, 384, 384) == 2    # S-128: 4.5 MiB per example
+  assert attention.head_groups(8, 256, 256) == 1    # 2 MiB
+  assert attention.head_groups(12, 320, 320) == 2   # B-64
+  assert attention.head_groups(3, 4096, 4096) == 3  # over budget even per head
 
 
 @pytest.mark.parametrize('mask_shape', [None, (B, H, L, S)])
