@@ -193,6 +193,15 @@ def test_transformer_keep_equals_the_full_output_sliced(remat_policy, scan_layer
   chex.assert_trees_all_close(g_kept, g_full, atol=1e-5, rtol=1e-5)
 
 
+def test_gelu_matches_flax_gelu_values_and_gradients():
+  """vit.gelu (backward recomputes tanh from x) against nn.gelu (tanh approximation)."""
+  from sbt_jax.models import vit  # pylint: disable=g-import-not-at-top
+  x = jnp.linspace(-8.0, 8.0, 4001)
+  np.testing.assert_allclose(vit.gelu(x), nn.gelu(x), atol=1e-6)
+  grad = lambda f: jax.jit(jax.vmap(jax.grad(f)))(x)  # pylint: disable=unnecessary-lambda-assignment
+  np.testing.assert_allclose(grad(vit.gelu), grad(nn.gelu), atol=1e-5)
+
+
 def test_layer_norm_matches_flax_layer_norm_values_and_gradients():
   """vit.LayerNorm (hand-written backward) against nn.LayerNorm: same params, same output,
   same gradients for x, scale and bias."""
