@@ -43,15 +43,19 @@ def _out_and_grads(impl, q, k, v, do, mask, dtype):
 MASKS = [None, (B, H, L, S), (1, 1, L, S), (B, 1, L, S), (L, S)]
 
 
-@pytest.mark.parametrize('mask_shape', MASKS)
-def test_chunked_matches_xla_float32(mask_shape):
-  q, k, v, do, mask = _inputs(mask_shape=mask_shape)
+def _check_chunked_matches_xla_float32(mask_shape, h=H):
+  q, k, v, do, mask = _inputs(mask_shape=mask_shape, h=h)
   chunked = _out_and_grads('chunked', q, k, v, do, mask, jnp.float32)
   xla = _out_and_grads('xla', q, k, v, do, mask, jnp.float32)
   for name, a, b in zip(('out', 'dq', 'dk', 'dv'), chunked, xla):
     assert a.shape == b.shape and a.dtype == jnp.float32, name
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5, err_msg=name)
   np.testing.assert_allclose(chunked[0], _reference(q, k, v, mask), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('mask_shape', MASKS)
+def test_chunked_matches_xla_float32(mask_shape):
+  _check_chunked_matches_xla_float32(mask_shape)
 
 
 @pytest.mark.parametrize('mask_shape', [None, (B, 4, L, S), (1, 4, L, S), (B, 1, L, S),
@@ -60,13 +64,7 @@ def test_chunked_with_head_groups_matches_xla(monkeypatch, mask_shape):
   """4 heads with a score budget of 2 heads: each example runs as 2 groups of 2 heads."""
   monkeypatch.setattr(attention, 'SCORE_BLOCK_BYTES', 2 * L * S * 4)
   assert attention.head_groups(4, L, S) == 2
-  q, k, v, do, mask = _inputs(mask_shape=mask_shape, h=4)
-  chunked = _out_and_grads('chunked', q, k, v, do, mask, jnp.float32)
-  xla = _out_and_grads('xla', q, k, v, do, mask, jnp.float32)
-  for name, a, b in zip(('out', 'dq', 'dk', 'dv'), chunked, xla):
-    assert a.shape == b.shape and a.dtype == jnp.float32, name
-    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5, err_msg=name)
-  np.testing.assert_allclose(chunked[0], _reference(q, k, v, mask), atol=1e-5, rtol=1e-5)
+  _check_chunked_matches_xla_float32(mask_shape, h=4)
 
 
 def test_head_groups():

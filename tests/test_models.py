@@ -107,26 +107,36 @@ def test_ema_decay_warms_up():
   assert float(state_lib.ema_decay_at(jnp.array(100000), 0.999)) == np.float32(0.999)
 
 
+# x[B, L, D] . w for every dot form the models use, and one outside the dense form.
+_DOT_CASES = {
+    'dense': ((((2,), (0,)), ((), ())), (16, 24)),          # w[D, F]: C=16 <= N=24
+    'qkv': ((((2,), (0,)), ((), ())), (16, 3, 2, 4)),       # w[D, 3, H, K]: C=16 <= N=24
+    'out': ((((1, 2), (0, 1)), ((), ())), (6, 16, 5)),      # w[L, D, F]: C=96 > N=5
+    'other': ((((1,), (0,)), ((), ())), (6, 7)),            # contracts a middle dim
+}
+
+
+def _dot_grads(dtype):
+  """(name, grads of vit.matmul_dot_general(dtype), float32 autodiff grads) per case."""
+  from sbt_jax.models import vit  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.key(0), (2, 6, 16))
+  ours = vit.matmul_dot_general(dtype)
+  ref = functools.partial(jax.lax.dot_general, precision=jax.lax.Precision.HIGHEST)
+  for name, (dn, shape) in _DOT_CASES.items():
+    w = jax.random.normal(jax.random.key(1), shape) / 4
+    def loss(x, w, dot, dn=dn):
+      y = dot(x, w, dn)
+      return jnp.sum(jnp.sin(y) * jnp.arange(y.size).reshape(y.shape) / y.size)
+    got = jax.jit(jax.grad(functools.partial(loss, dot=ours), argnums=(0, 1)))(x, w)
+    want = jax.grad(functools.partial(loss, dot=ref), argnums=(0, 1))(x, w)
+    yield name, got, want
+
+
 def test_bfloat16_dense_gradients_are_bf16_products_close_to_float32():
   """The bf16 dot's custom backward (bf16 cotangent, float32-accumulated transposes) gives
   the float32 gradients up to bf16 rounding, for Dense and both DenseGeneral forms, and
   for a contraction outside the dense form (JAX's own transposes)."""
-  from sbt_jax.models import vit  # pylint: disable=g-import-not-at-top
-  x = jax.random.normal(jax.random.key(0), (2, 6, 16))
-  w_cases = {
-      'dense': ((((2,), (0,)), ((), ())), (16, 24)),          # x[B,L,D] . w[D,F]
-      'qkv': ((((2,), (0,)), ((), ())), (16, 3, 2, 4)),       # x[B,L,D] . w[D,3,H,K]
-      'out': ((((1, 2), (0, 1)), ((), ())), (6, 16, 5)),      # x[B,L,D] . w[L,D,F]
-      'other': ((((1,), (0,)), ((), ())), (6, 7)),            # contracts a middle dim
-  }
-  for name, (dn, shape) in w_cases.items():
-    w = jax.random.normal(jax.random.key(1), shape) / 4
-    def loss(x, w, dot):
-      return jnp.sum(jnp.sin(dot(x, w, dn)))
-    bf16 = vit.matmul_dot_general(jnp.bfloat16)
-    ref = functools.partial(jax.lax.dot_general, precision=jax.lax.Precision.HIGHEST)
-    got = jax.jit(jax.grad(functools.partial(loss, dot=bf16), argnums=(0, 1)))(x, w)
-    want = jax.grad(functools.partial(loss, dot=ref), argnums=(0, 1))(x, w)
+  for name, got, want in _dot_grads(jnp.bfloat16):
     for g, r in zip(got, want):
       assert g.dtype == jnp.float32 and g.shape == r.shape, name
       scale = float(jnp.abs(r).max())
@@ -140,23 +150,7 @@ def test_float32_dense_gradients_match_autodiff():
   """The float32 dot's custom backward (on CPU: weight gradients as row-major products of an
   explicitly transposed operand) equals autodiff of lax.dot_general, for weight gradients
   with fewer (dense, qkv) and more (out) input than output features."""
-  from sbt_jax.models import vit  # pylint: disable=g-import-not-at-top
-  x = jax.random.normal(jax.random.key(0), (2, 6, 16))
-  w_cases = {
-      'dense': ((((2,), (0,)), ((), ())), (16, 24)),          # C=16 <= N=24
-      'qkv': ((((2,), (0,)), ((), ())), (16, 3, 2, 4)),       # C=16 <= N=24
-      'out': ((((1, 2), (0, 1)), ((), ())), (6, 16, 5)),      # C=96 > N=5
-      'other': ((((1,), (0,)), ((), ())), (6, 7)),            # JAX's own transposes
-  }
-  for name, (dn, shape) in w_cases.items():
-    w = jax.random.normal(jax.random.key(1), shape) / 4
-    def loss(x, w, dot):
-      y = dot(x, w, dn)
-      return jnp.sum(jnp.sin(y) * jnp.arange(y.size).reshape(y.shape))
-    f32 = vit.matmul_dot_general(jnp.float32)
-    ref = functools.partial(jax.lax.dot_general, precision=jax.lax.Precision.HIGHEST)
-    got = jax.jit(jax.grad(functools.partial(loss, dot=f32), argnums=(0, 1)))(x, w)
-    want = jax.grad(functools.partial(loss, dot=ref), argnums=(0, 1))(x, w)
+  for name, got, want in _dot_grads(jnp.float32):
     for g, r in zip(got, want):
       assert g.dtype == jnp.float32 and g.shape == r.shape, name
       np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-5,
