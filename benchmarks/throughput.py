@@ -29,7 +29,9 @@ import time
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+# sbt_jax first: importing it sets the host malloc (sbt_jax/host_memory.py) before JAX starts.
+import sbt_jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
@@ -228,6 +230,8 @@ def main(argv=None):
       'attention_impl_resolved': attention_lib.resolve_impl(args.attention_impl),
       'device': device_description(),
       'jax_version': jax.__version__,
+      # sbt_jax/host_memory.py: freed host memory reused (SBT_JAX_HOST_MALLOC)
+      'host_malloc_reuse': sbt_jax.HOST_MALLOC_REUSE,
       'git': git_revision(),
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       'command': command,
