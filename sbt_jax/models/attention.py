@@ -110,32 +110,23 @@ def head_groups(h, l, s):
   return h
 
 
-def _group(x_BxLxHxK, g):
-  """[B, L, H, K] -> [B*G, H/G, L, K]: head-major, G head groups per example."""
+def _group(x_BxLxHxK, g, transposed=False):
+  """[B, L, H, K] -> [B*G, H/G, L, K]: head-major, G head groups per example; with
+  `transposed`, [B*G, H/G, K, L] (each head's [L, K] block transposed)."""
   b, l, h, k = x_BxLxHxK.shape
-  return (x_BxLxHxK.reshape(b, l, g, h // g, k).transpose(0, 2, 3, 1, 4)
-          .reshape(b * g, h // g, l, k))
+  x = x_BxLxHxK.reshape(b, l, g, h // g, k)
+  x = x.transpose((0, 2, 3, 4, 1) if transposed else (0, 2, 3, 1, 4))
+  return x.reshape((b * g, h // g) + x.shape[3:])
 
 
-def _group_t(x_BxLxHxK, g):
-  """[B, L, H, K] -> [B*G, H/G, K, L] (the transpose of each head's [L, K] block)."""
-  b, l, h, k = x_BxLxHxK.shape
-  return (x_BxLxHxK.reshape(b, l, g, h // g, k).transpose(0, 2, 3, 4, 1)
-          .reshape(b * g, h // g, k, l))
-
-
-def _ungroup(x_GBxhxLxK, g):
-  """[B*G, H/G, L, K] -> [B, L, H, K] (inverse of _group)."""
-  bg, h, l, k = x_GBxhxLxK.shape
-  return (x_GBxhxLxK.reshape(bg // g, g, h, l, k).transpose(0, 3, 1, 2, 4)
-          .reshape(bg // g, l, g * h, k))
-
-
-def _ungroup_t(x_GBxhxKxL, g):
-  """[B*G, H/G, K, L] -> [B, L, H, K] (inverse of _group_t)."""
-  bg, h, k, l = x_GBxhxKxL.shape
-  return (x_GBxhxKxL.reshape(bg // g, g, h, k, l).transpose(0, 4, 1, 2, 3)
-          .reshape(bg // g, l, g * h, k))
+def _ungroup(x, g, transposed=False):
+  """The inverse of _group: [B*G, H/G, L, K] (or [B*G, H/G, K, L] if `transposed`) ->
+  [B, L, H, K]."""
+  bg, h = x.shape[:2]
+  l, k = x.shape[2:][::-1] if transposed else x.shape[2:]
+  x = x.reshape(bg // g, g, *x.shape[1:])
+  x = x.transpose((0, 4, 1, 2, 3) if transposed else (0, 3, 1, 2, 4))
+  return x.reshape(bg // g, l, g * h, k)
 
 
 def _split_mask(mask, b, h, g):
@@ -162,7 +153,7 @@ def _chunked_fwd(q, k, v, mask, dtype):
   g = head_groups(h, l, k.shape[1])
   o, lse = _map_examples(
       lambda *a: _one_block_fwd(*a, dtype), _group(_scaled_queries(q, dtype), g),
-      _group_t(k.astype(dtype), g), _group(v.astype(dtype), g), _split_mask(mask, b, h, g))
+      _group(k.astype(dtype), g, transposed=True), _group(v.astype(dtype), g), _split_mask(mask, b, h, g))
   return _ungroup(o, g), (q, k, v, mask, o, lse)
 
 
@@ -175,10 +166,10 @@ def _chunked_bwd(dtype, res, do_BxLxHxK):
   mask = _split_mask(mask, b, h, g)
   mask_t = None if mask is None else jnp.swapaxes(mask, -1, -2)
   dqt, dk, dv = _map_examples(
-      lambda *a: _one_block_bwd(*a, dtype), _group(qs, g), _group_t(qs, g), _group(kd, g),
-      _group_t(kd, g), _group(v.astype(dtype), g), mask_t, lse, _group(dod, g),
-      _group_t(dod, g), delta)
-  dq = _ungroup_t(dqt, g) * q.shape[-1] ** -0.5
+      lambda *a: _one_block_bwd(*a, dtype), _group(qs, g), _group(qs, g, True), _group(kd, g),
+      _group(kd, g, True), _group(v.astype(dtype), g), mask_t, lse, _group(dod, g),
+      _group(dod, g, True), delta)
+  dq = _ungroup(dqt, g, transposed=True) * q.shape[-1] ** -0.5
   return (dq.astype(q.dtype), _ungroup(dk, g).astype(k.dtype), _ungroup(dv, g).astype(v.dtype),
           None)
 
