@@ -17,12 +17,9 @@ loop; 'xla' is the same math without the loop.
 import argparse
 import datetime
 import functools
-import json
 import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
@@ -35,6 +32,9 @@ import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+from benchmarks import records  # pylint: disable=wrong-import-position
+# Re-exported: the other benchmarks call throughput.git_revision / append_records.
+from benchmarks.records import append_records, git_revision  # pylint: disable=wrong-import-position,unused-import
 from sbt_jax import config_defaults  # pylint: disable=wrong-import-position
 from sbt_jax import sharding  # pylint: disable=wrong-import-position
 from sbt_jax.models import attention as attention_lib  # pylint: disable=wrong-import-position
@@ -70,39 +70,8 @@ def device_description():
   d = jax.devices()[0]
   desc = f'{d.platform}:{d.device_kind}'
   if d.platform == 'cpu':
-    model = platform.processor()
-    try:
-      with open('/proc/cpuinfo') as f:
-        for line in f:
-          if line.startswith('model name'):
-            model = line.split(':', 1)[1].strip()
-            break
-    except OSError:
-      pass
-    desc += f' ({model}, {os.cpu_count()} cores)'
+    desc += f' ({records.cpu_description()})'
   return desc
-
-
-def git_revision():
-  try:
-    rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=_ROOT, check=True,
-                         capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
-                           cwd=_ROOT, check=True, capture_output=True, text=True).stdout
-    return rev + ('+dirty' if dirty.strip() else '')
-  except (OSError, subprocess.CalledProcessError):
-    return 'unknown'
-
-
-def append_records(path: str, records) -> None:
-  """Appends one JSON object per record to `path` ('' or '-': print only)."""
-  if path in ('', '-'):
-    return
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, 'a') as f:
-    for r in records:
-      f.write(json.dumps(r, sort_keys=True) + '\n')
-  print(f'appended {len(records)} records to {path}')
 
 
 def time_calls(fn, args, steps, warmup):

@@ -25,14 +25,15 @@ Results are appended to --results (benchmarks/results.jsonl) as `reference/...` 
 """
 import argparse
 import datetime
-import json
 import os
-import platform
 import shlex
 import statistics
 import sys
 import time
 import types
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import records  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def load_titok(repo):
@@ -124,17 +125,14 @@ def main():
       'value': args.batch / med, 'unit': 'images/s', 'config': 's128',
       'implementation': f'PyTorch bytedance/1d-tokenizer TiTok (torch {torch.__version__})'
                         + extras,
-      'device': f'cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)',
+      'device': f'cpu ({records.cpu_description()})', 'git': records.git_revision(),
       'threads': args.threads, 'batch': args.batch, 'dtype': args.dtype,
       'steps': args.steps, 'warmup': args.warmup, 'step_times_s': times,
       'loadavg_1m': os.getloadavg()[0],
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       'command': ' '.join(shlex.quote(a) for a in [sys.executable] + sys.argv),
   }
-  if args.results not in ('', '-'):
-    with open(args.results, 'a') as f:
-      f.write(json.dumps(record, sort_keys=True) + '\n')
-    print(f'appended 1 record to {args.results}')
+  records.append_records(args.results, [record])
 
 
 if __name__ == '__main__':

@@ -1,0 +1,45 @@
+"""The parts of a benchmark record that need no JAX: the CPU, the git revision, and appending
+records to results.jsonl. Shared by throughput.py (and the benchmarks built on it) and
+torch_reference.py, which runs in a PyTorch environment without JAX."""
+import json
+import os
+import platform
+import subprocess
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cpu_description() -> str:
+  """'<CPU model>, <n> cores' (the model from /proc/cpuinfo where there is one)."""
+  model = platform.processor()
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          model = line.split(':', 1)[1].strip()
+          break
+  except OSError:
+    pass
+  return f'{model}, {os.cpu_count()} cores'
+
+
+def git_revision():
+  try:
+    rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=_ROOT, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                           cwd=_ROOT, check=True, capture_output=True, text=True).stdout
+    return rev + ('+dirty' if dirty.strip() else '')
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
+
+
+def append_records(path: str, records) -> None:
+  """Appends one JSON object per record to `path` ('' or '-': print only)."""
+  if path in ('', '-'):
+    return
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'a') as f:
+    for r in records:
+      f.write(json.dumps(r, sort_keys=True) + '\n')
+  print(f'appended {len(records)} records to {path}')
