@@ -12,6 +12,10 @@ from configs import selfboottok_fmnist
 from sbt_jax import inference
 from sbt_jax.trainers import loop
 
+# With pytest-xdist, every test that needs the (slow) session fixture tiny_aligner_workdir runs
+# on one worker, which builds it once (`--dist loadgroup` in pyproject.toml).
+pytestmark = pytest.mark.xdist_group('tiny_aligner_workdir')
+
 
 @pytest.fixture
 def aligner_workdir(tiny_aligner_workdir):

@@ -182,6 +182,7 @@ def test_missing_tokenizer_is_a_clear_error(fmnist_data_dir, tiny_workdir, tmp_p
     global_tokenizer.load(tiny_workdir, sharding.make_mesh(c.mesh), step=3)
 
 
+@pytest.mark.xdist_group('tiny_aligner_workdir')  # built once, on test_aligner_stage's worker
 def test_generator_on_selfboottok_global_ids_with_swapped_aligner(
     fmnist_data_dir, tiny_sbt_workdir, tiny_aligner_workdir, tmp_path):
   """A generator over SelfBootTok's G global ids; swapping in an aligner-stage aligner of
