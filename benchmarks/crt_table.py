@@ -22,6 +22,7 @@ import sys
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
+from benchmarks import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import throughput  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 RECON = (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('lpips', 'LPIPS'), ('rfd_vgg', 'rFD-VGG'),
@@ -106,8 +107,8 @@ def main(argv=None):
           config=os.path.join(r['tokenizer'], 'config.json'), generator_workdir=r['generator'],
           tokenizer_step=r['tokenizer_step'], generator_step=r['gen_step'],
           recon_images=r['recon_images'], device=throughput.device_description(),
-          git=throughput.git_revision(), date=date, command=command))
-  throughput.append_records(args.out, records)
+          git=records_lib.git_revision(), date=date, command=command))
+  records_lib.append_records(args.out, records)
 
 
 if __name__ == '__main__':

@@ -39,6 +39,7 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import ml_collections  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+import records as records_lib  # pylint: disable=wrong-import-position
 import throughput  # pylint: disable=wrong-import-position
 from sbt_jax import global_tokenizer  # pylint: disable=wrong-import-position
 from sbt_jax import sharding  # pylint: disable=wrong-import-position
@@ -210,7 +211,7 @@ def main(argv=None):
                    'guidance_scale': s.guidance_scale,
                    'guidance_schedule': s.guidance_schedule},
       'device': throughput.device_description(), 'jax_version': jax.__version__,
-      'git': throughput.git_revision(),
+      'git': records_lib.git_revision(),
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       'command': command, 'steps': args.steps, 'warmup': args.warmup,
       'loadavg_1m_at_start': os.getloadavg()[0],
@@ -251,7 +252,7 @@ def main(argv=None):
       add('decode', 'images_per_s', sample_batch / decode_med, 'images/s', **extra)
       add('decode', 'flops_per_step', decode_flops, 'FLOP', **extra)
 
-  throughput.append_records(args.out, records)
+  records_lib.append_records(args.out, records)
   return records
 
 

@@ -20,6 +20,7 @@ import sys
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
+from benchmarks import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import throughput  # pylint: disable=g-import-not-at-top,wrong-import-position
 from sbt_jax import evaluate  # pylint: disable=wrong-import-position
 from sbt_jax.sampling import restored  # pylint: disable=wrong-import-position
@@ -55,10 +56,10 @@ def main(argv=None):
         tokens_per_image=int(gen.adapter.num_tokens),
         sampling=gen.config.generator.sampling.to_dict(),
         gen_pass_sec=out['timing']['gen_pass_sec'], device=throughput.device_description(),
-        git=throughput.git_revision(),
+        git=records_lib.git_revision(),
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         command=command))
-  throughput.append_records(args.out, records)
+  records_lib.append_records(args.out, records)
 
 
 if __name__ == '__main__':

@@ -29,6 +29,7 @@ sys.path.insert(0, _HERE)
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 
+import records as records_lib  # pylint: disable=wrong-import-position
 import throughput  # pylint: disable=wrong-import-position
 from sbt_jax import config_defaults  # pylint: disable=wrong-import-position
 from sbt_jax import sharding  # pylint: disable=wrong-import-position
@@ -108,7 +109,7 @@ def main(argv=None):
       'dtype': m.compute_dtype, 'param_dtype': 'float32', 'lpips': False,
       'attention_impl_resolved': attention_lib.resolve_impl(m.attention_impl),
       'device': throughput.device_description(), 'jax_version': jax.__version__,
-      'git': throughput.git_revision(), 'command': command, 'steps': args.steps,
+      'git': records_lib.git_revision(), 'command': command, 'steps': args.steps,
       'warmup': 1 if args.steps else 0,
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       'loadavg_1m_at_start': os.getloadavg()[0],
@@ -137,7 +138,7 @@ def main(argv=None):
     print(f'{name:50s} peak {stats["peak_estimate"] / 2**30:6.2f} GiB  temp '
           f'{stats["temp"] / 2**30:6.2f} GiB  args {stats["argument"] / 2**30:5.2f} GiB  '
           f'{step}  compile {compile_s:5.1f} s', flush=True)
-  throughput.append_records(args.out, records)
+  records_lib.append_records(args.out, records)
   return records
 
 

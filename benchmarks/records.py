@@ -1,5 +1,5 @@
 """The parts of a benchmark record that need no JAX: the CPU, the git revision, and appending
-records to results.jsonl. Shared by throughput.py (and the benchmarks built on it) and
+records to results.jsonl. Used by every benchmark script, including
 torch_reference.py, which runs in a PyTorch environment without JAX."""
 import json
 import os

@@ -28,6 +28,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+from benchmarks import records as records_lib  # pylint: disable=wrong-import-position
 from benchmarks import throughput  # pylint: disable=wrong-import-position
 from sbt_jax import sharding  # pylint: disable=wrong-import-position
 from sbt_jax.models import ot_pool  # pylint: disable=wrong-import-position
@@ -99,7 +100,7 @@ def main(argv=None):
   command = 'python ' + ' '.join(shlex.quote(a) for a in [
       'benchmarks/selfboottok_share.py'] + (argv if argv is not None else sys.argv[1:]))
   common = dict(config=args.config, batch=batch, device=throughput.device_description(),
-                jax_version=jax.__version__, git=throughput.git_revision(),
+                jax_version=jax.__version__, git=records_lib.git_revision(),
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                 command=command, loadavg_1m=os.getloadavg()[0],
                 ot=dict(epsilon_rel=cfg.epsilon_rel, max_iterations=cfg.max_iterations,
@@ -119,7 +120,7 @@ def main(argv=None):
                         unit='s', note='configs/selfboottok_fmnist.py:titok (same enc/dec)'))
   for r in records:
     print(json.dumps({k: r[k] for k in ('name', 'value', 'unit')}))
-  throughput.append_records(args.out, records)
+  records_lib.append_records(args.out, records)
 
 
 if __name__ == '__main__':

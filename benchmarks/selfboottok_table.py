@@ -21,7 +21,7 @@ import sys
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
-from benchmarks import throughput  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from sbt_jax import evaluate  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # label, run, mode, temperature, aligner run
@@ -168,7 +168,7 @@ def _write_outputs(args, rows, records):
     ax[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(args.root, 'balance.png'), dpi=120)
-  throughput.append_records(args.out, records)
+  records_lib.append_records(args.out, records)
 
 
 if __name__ == '__main__':

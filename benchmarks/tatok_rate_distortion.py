@@ -21,7 +21,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 
 from benchmarks import selfboottok_table  # pylint: disable=g-import-not-at-top,wrong-import-position
-from benchmarks import throughput  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from sbt_jax import evaluate  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # label, run under --table_root, mode, temperature (the comparison points).
@@ -89,7 +89,7 @@ def main(argv=None):
                   device='cpu (2 cores)', date=date, command=command,
                   num_images=r['num_images'])
              for r in rows for key in ('tokens', 'psnr', 'ssim', 'lpips', 'fd_vgg')]
-  throughput.append_records(args.out, records)
+  records_lib.append_records(args.out, records)
 
 
 def _numbers(res):

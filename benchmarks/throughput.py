@@ -32,9 +32,7 @@ import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
-from benchmarks import records  # pylint: disable=wrong-import-position
-# Re-exported: the other benchmarks call throughput.git_revision / append_records.
-from benchmarks.records import append_records, git_revision  # pylint: disable=wrong-import-position,unused-import
+from benchmarks import records as records_lib  # pylint: disable=wrong-import-position
 from sbt_jax import config_defaults  # pylint: disable=wrong-import-position
 from sbt_jax import sharding  # pylint: disable=wrong-import-position
 from sbt_jax.models import attention as attention_lib  # pylint: disable=wrong-import-position
@@ -70,7 +68,7 @@ def device_description():
   d = jax.devices()[0]
   desc = f'{d.platform}:{d.device_kind}'
   if d.platform == 'cpu':
-    desc += f' ({records.cpu_description()})'
+    desc += f' ({records_lib.cpu_description()})'
   return desc
 
 
@@ -201,7 +199,7 @@ def main(argv=None):
       'jax_version': jax.__version__,
       # sbt_jax/host_memory.py: freed host memory reused (SBT_JAX_HOST_MALLOC)
       'host_malloc_reuse': sbt_jax.HOST_MALLOC_REUSE,
-      'git': git_revision(),
+      'git': records_lib.git_revision(),
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
       'command': command,
       'steps': args.steps,
@@ -259,7 +257,7 @@ def main(argv=None):
     print(f'{name:40s} {batch / med:8.2f} img/s  {flops_s / peak:6.1%} of '
           f'{peak / 1e9:.0f} GFLOP/s peak')
 
-  append_records(args.out, records)
+  records_lib.append_records(args.out, records)
   return records
 
 

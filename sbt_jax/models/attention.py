@@ -153,7 +153,8 @@ def _chunked_fwd(q, k, v, mask, dtype):
   g = head_groups(h, l, k.shape[1])
   o, lse = _map_examples(
       lambda *a: _one_block_fwd(*a, dtype), _group(_scaled_queries(q, dtype), g),
-      _group(k.astype(dtype), g, transposed=True), _group(v.astype(dtype), g), _split_mask(mask, b, h, g))
+      _group(k.astype(dtype), g, transposed=True), _group(v.astype(dtype), g),
+      _split_mask(mask, b, h, g))
   return _ungroup(o, g), (q, k, v, mask, o, lse)
 
 
