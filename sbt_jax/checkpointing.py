@@ -9,7 +9,6 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from sbt_jax import sharding
 from sbt_jax.data import pipeline
 
 
@@ -76,33 +75,3 @@ class Checkpointer:
 
   def close(self) -> None:
     self.manager.close()
-
-
-def restore_params(workdir: str, abstract_state, step: int | None = None):
-  """Params for inference: the EMA params if the run kept them, else the raw params."""
-  directory = checkpoint_dir(workdir)
-  if not os.path.isdir(directory):
-    raise CheckpointError(f'No checkpoints in {directory}: train first or pass the workdir '
-                          'of a finished run.')
-  ckpt = Checkpointer(workdir, async_save=False, with_data_iter=False)
-  try:
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-      raise CheckpointError(f'No complete checkpoint in {directory}.')
-    if step not in ckpt.manager.all_steps():
-      raise CheckpointError(f'No checkpoint for step {step} in {directory}; '
-                            f'available: {list(ckpt.manager.all_steps())}')
-    state = ckpt.restore(step, abstract_state)
-  finally:
-    ckpt.close()
-  params = state.ema_params if state.ema_params is not None else state.params
-  return params, step
-
-
-def restore_task_params(task, workdir: str, mesh, rules, step: int | None = None):
-  """(params, step) of a stage's run: `task` (any trainers.get_task(...) object) gives the
-  state structure, `rules` the logical -> mesh axes for placing it on `mesh`."""
-  rng = jax.random.key(0)
-  shardings = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh, rules)
-  abstract = abstract_like(jax.eval_shape(task.init_state, rng), shardings)
-  return restore_params(workdir, abstract, step)

@@ -7,8 +7,13 @@ locked: assigning a key that is not defined here (a typo in a config file or in 
 """
 import ml_collections
 
+from sbt_jax.models import registry
+
 STAGES = ('tokenizer', 'aligner', 'generator')
-MODEL_NAMES = ('titok', 'selfboottok', 'tatok')
+# Config keys that were renamed: old dotted key -> new one. A config file or override that
+# sets an old key fails with a message naming the new key; a run's saved config.json that
+# holds one is read under the new name (runs.load_config), so old workdirs keep loading.
+RENAMED_KEYS = {'model.num_latent_tokens': 'model.num_global_tokens'}
 # model.remat_policy values (models/vit.py:REMAT_POLICIES says what each one keeps).
 REMAT_POLICIES = ('none', 'full', 'dots_saveable', 'dots_with_no_batch_dims_saveable')
 GENERATOR_TYPES = ('maskgit', 'ar')
@@ -161,8 +166,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.name = 'titok'
   # Square patch size in pixels; image_size must be divisible by it.
   c.model.patch_size = 4
-  # Number of 1D latent (global) tokens per image: TiTok's K, SelfBootTok's G.
-  c.model.num_latent_tokens = 16
+  # G: 1D global tokens per image (TiTok calls them latent tokens: its K; SelfBootTok's G).
+  c.model.num_global_tokens = 16
   # Codebook entries.
   c.model.codebook_size = 256
   # Dimension of a quantized token (codebook vector size).
@@ -338,6 +343,27 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def renamed_key_hint(text: str) -> str | None:
+  """'<old> was renamed to <new>' if `text` (an override or an error message) names an old
+  key, else None."""
+  for old, new in RENAMED_KEYS.items():
+    if old.rsplit('.', 1)[-1] in text:
+      return f'config key {old} was renamed to {new}'
+  return None
+
+
+def migrate_renamed_keys(config: dict) -> dict:
+  """A saved config dict (config.json of an older run) with renamed keys moved to their
+  new names."""
+  config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+  for old, new in RENAMED_KEYS.items():
+    (old_section, old_key), (new_section, new_key) = old.split('.'), new.split('.')
+    section = config.get(old_section)
+    if isinstance(section, dict) and old_key in section:
+      config.setdefault(new_section, {})[new_key] = section.pop(old_key)
+  return config
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field when fields disagree with each other."""
   def fail(msg):
@@ -360,40 +386,14 @@ def validate(c: ml_collections.ConfigDict) -> None:
          "'chunked'")
   if c.model.remat_policy not in REMAT_POLICIES:
     fail(f'model.remat_policy={c.model.remat_policy!r}; expected one of {REMAT_POLICIES}')
-  if c.model.name not in MODEL_NAMES:
-    fail(f'model.name={c.model.name!r}; expected one of {MODEL_NAMES}')
-  if c.model.name == 'tatok':
-    t = c.model.tatok
-    for key in ('train_rate_min', 'train_rate_max', 'eval_rate'):
-      if not 0.0 <= t[key] <= 1.0:
-        fail(f'model.tatok.{key}={t[key]} must be in [0, 1]')
-    if t.train_rate_min > t.train_rate_max:
-      fail(f'model.tatok.train_rate_min={t.train_rate_min} > train_rate_max='
-           f'{t.train_rate_max}')
-    if t.aligner.width % t.aligner.num_heads:
-      fail(f'model.tatok.aligner.width={t.aligner.width} is not divisible by num_heads='
-           f'{t.aligner.num_heads}')
-  if c.model.name == 'selfboottok':
-    choices = {'model.global_quantizer': (c.model.global_quantizer, ('vq', 'soft')),
-               'model.local_tokens': (c.model.local_tokens, ('ot', 'latent')),
-               'model.ot.marginals': (c.model.ot.marginals, ('uniform', 'unbalanced')),
-               'model.ot.plan_grad': (c.model.ot.plan_grad, ('none', 'unroll'))}
-    for key, (value, allowed) in choices.items():
-      if value not in allowed:
-        fail(f'{key}={value!r}; expected one of {allowed}')
-    if c.model.num_local_tokens < 1:
-      fail(f'model.num_local_tokens={c.model.num_local_tokens} must be >= 1 for selfboottok')
-    if c.model.ot.epsilon_rel <= 0:
-      fail(f'model.ot.epsilon_rel={c.model.ot.epsilon_rel} must be > 0')
-    if not 0 < c.model.ot.tau_a <= 1:
-      fail(f'model.ot.tau_a={c.model.ot.tau_a} must be in (0, 1]')
-    vits = {'model.aligner': c.model.aligner, 'aligner.model': c.aligner.model}
-    for key, vit in vits.items():
-      if vit.width % vit.num_heads:
-        fail(f'{key}.width={vit.width} is not divisible by num_heads={vit.num_heads}')
+  if c.model.name not in registry.SPECS:
+    fail(f'model.name={c.model.name!r}; expected one of {registry.MODEL_NAMES}')
+  family = registry.spec(c)
+  family.validate(c, fail)
   if c.stage == 'aligner':
-    if c.model.name != 'selfboottok':
-      fail(f"stage='aligner' trains a SelfBootTok aligner; model.name={c.model.name!r}")
+    if not family.has_aligner_stage:
+      fail(f"stage='aligner' trains a SelfBootTok aligner; model.name={c.model.name!r} has "
+           'no aligner stage')
     if not c.aligner.tokenizer_workdir:
       fail("stage='aligner' needs aligner.tokenizer_workdir=<workdir of a trained "
            'SelfBootTok>')
@@ -414,9 +414,9 @@ def _validate_crt(c: ml_collections.ConfigDict, fail) -> None:
   if c.stage != 'tokenizer':
     fail(f"crt.enabled regularises a tokenizer's training; stage={c.stage!r} "
          "(set crt.enabled=False, or train the tokenizer with stage='tokenizer')")
-  if c.model.num_latent_tokens < 2:
-    fail(f'crt.enabled needs model.num_latent_tokens >= 2 (a next token to predict); got '
-         f'{c.model.num_latent_tokens}')
+  if c.model.num_global_tokens < 2:
+    fail(f'crt.enabled needs model.num_global_tokens >= 2 (a next token to predict); got '
+         f'{c.model.num_global_tokens}')
   if c.crt.weight < 0 or c.crt.ramp_steps < 0:
     fail(f'crt.weight={c.crt.weight} and crt.ramp_steps={c.crt.ramp_steps} must be >= 0')
   if c.crt.predictor.width % c.crt.predictor.num_heads:

@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 
 from sbt_jax import inference
+from sbt_jax import runs
 from sbt_jax import sharding
 from sbt_jax.data import pipeline
 from sbt_jax.evaluators import feature_stats
@@ -41,8 +42,8 @@ from sbt_jax.evaluators import lpips as lpips_lib
 from sbt_jax.evaluators import precision_recall
 from sbt_jax.evaluators import reconstruction
 from sbt_jax.evaluators import report
+from sbt_jax.evaluators import tokenizer_eval
 from sbt_jax.evaluators import vgg_features
-from sbt_jax.trainers import tokenizer as tokenizer_lib
 
 METRICS = ('psnr', 'ssim', 'lpips', 'fd_vgg', 'fid', 'is', 'precision_recall', 'codebook')
 
@@ -240,11 +241,7 @@ def _split_pass(tok, nets, data_cfg, *, num_images, want, is_splits, keep_feats,
   progress = _Progress('split', -(-total // data_cfg.eval_batch_size))
   real, recon = _SetStats(), _SetStats()
   sums, count = {}, 0
-  counts_K = np.zeros(tok.config.model.codebook_size, np.int64)
-  local = tok.num_local if mode == 'compress' else 0
-  local_counts_K = np.zeros(tok.config.model.local_codebook_size if local else 1, np.int64)
-  g = tok.num_global
-  patch_counts_K = np.zeros(tok.config.model.tatok.patch_codebook_size, np.int64)
+  counts = {}  # metric prefix -> id histogram of one codebook
   grid = None
   for k, batch in enumerate(loader):
     x, mask = batch['image'], batch['mask']
@@ -258,31 +255,19 @@ def _split_pass(tok, nets, data_cfg, *, num_images, want, is_splits, keep_feats,
       feats_x, feats_r, per_image = nets.recon(x, r)
       real.update(feats_x, mask, index, total, keep_feats, is_splits)
       recon.update(feats_r, mask, index, total, keep_feats, is_splits)
+      per_image.update(tok.ids_metrics(ids, mode))
       for name, v in per_image.items():
         sums[name] = sums.get(name, 0.0) + float(np.sum(np.asarray(v, np.float64) * mask))
-      counts_K += np.bincount(ids[mask > 0, :g].reshape(-1), minlength=len(counts_K))
-      if local:
-        local_counts_K += np.bincount(ids[mask > 0, g:].reshape(-1),
-                                      minlength=len(local_counts_K))
-        bits = tok.local_nll_bits(ids)
-        sums['local_ce_bits'] = sums.get('local_ce_bits', 0.0) + float(np.sum(bits * mask))
-      if tok.is_tatok:
-        patch = ids[mask > 0, g:]
-        patch_counts_K += np.bincount(patch[patch >= 0], minlength=len(patch_counts_K))
-        tokens = g + np.sum(ids[:, g:] >= 0, axis=1)
-        sums['tokens_per_image'] = sums.get('tokens_per_image', 0.0) + float(
-            np.sum(tokens * mask))
+      histograms = tok.spec.id_histograms(tok.config, ids[mask > 0], mode)
+      for prefix, (flat, size) in histograms.items():
+        counts[prefix] = counts.get(prefix, 0) + np.bincount(flat, minlength=size)
       if grid is None:
         grid = [x[mask > 0][:16], r[mask > 0][:16]]
     progress(k + 1, count)
   gather = feature_stats.allgather_exact
   count = int(gather(np.array([count], np.int64)).sum())
   sums = {k: float(gather(np.array([v], np.float64)).sum()) / count for k, v in sums.items()}
-  counts = {'': gather(counts_K).sum(0)}
-  if local:
-    counts['local_'] = gather(local_counts_K).sum(0)
-  if tok.is_tatok:
-    counts['patch_'] = gather(patch_counts_K).sum(0)
+  counts = {prefix: gather(np.asarray(c, np.int64)).sum(0) for prefix, c in counts.items()}
   return real.merged(), recon.merged(), sums, counts, count, grid
 
 
@@ -360,17 +345,18 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
     inception_weights = None
   if save_reference and not (want & {'fd_vgg', 'fid'}):
     raise ValueError('--save_reference needs fd_vgg and/or fid among --metrics')
-  data_cfg = ml_collections.ConfigDict(inference.load_config(workdir).data.to_dict())
+  data_cfg = ml_collections.ConfigDict(runs.load_config(workdir).data.to_dict())
   data_cfg.eval_split = split or data_cfg.eval_split
   data_cfg.data_dir = data_dir if data_dir is not None else data_cfg.data_dir
   data_cfg.eval_batch_size = batch_size or data_cfg.eval_batch_size
   tok = inference.Tokenizer(workdir, step,
                             batch_size=data_cfg.eval_batch_size // jax.process_count(),
                             aligner_workdir=aligner_workdir)
-  if mode == 'generate' and not tok.is_selfboottok:
-    raise ValueError("mode='generate' needs a selfboottok tokenizer")
-  if tok.is_tatok and rate is None:
-    rate = tok.config.model.tatok.eval_rate
+  if mode not in tok.modes:
+    raise ValueError(f"mode={mode!r} needs a selfboottok tokenizer; a "
+                     f'{tok.config.model.name!r} tokenizer has the modes {tok.modes}')
+  if rate is None:
+    rate = tok.spec.default_rate(tok.config)
   if sampler and sample_fn is None:
     sample_fn = load_sampler(sampler, tok)
   nets = _Networks(tok.mesh, vgg=bool(want & {'lpips', 'fd_vgg', 'precision_recall'}),
@@ -398,7 +384,7 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
       results['is_recon'], results['is_recon_std'] = recon.inc_is.value()
     if 'codebook' in want:
       for prefix, counts_K in counts.items():
-        results.update(tokenizer_lib.usage_summary(counts_K, prefix))
+        results.update(tokenizer_eval.usage_summary(counts_K, prefix))
     if keep_feats:
       t = time.time()
       results.update(_pr(real.vgg_feats, recon.vgg_feats, pr_k, '', 'vgg'))
@@ -448,8 +434,7 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
       'workdir': os.path.abspath(workdir), 'step': int(tok.step),
       'mode': mode, 'temperature': temperature,
       'aligner_workdir': os.path.abspath(aligner_workdir) if aligner_workdir else None,
-      'ids_per_image': results.get('tokens_per_image', tok.num_global + (
-          tok.num_local if mode == 'compress' else 0)),
+      'ids_per_image': results.get('tokens_per_image', tok.ids_per_image(mode)),
       'rate': rate,
       'split': data_cfg.eval_split, 'num_images': count,
       'num_samples': num_samples if sample_fn is not None else 0,
@@ -463,7 +448,7 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
   }
   if jax.process_index() == 0:
     suffix = '' if mode == 'compress' else f'_generate_t{temperature:g}'
-    if tok.is_tatok:
+    if rate is not None:
       suffix = f'_rate{rate:g}'
     out_dir = out_dir or os.path.join(workdir, 'eval',
                                       f'{data_cfg.eval_split}_step{tok.step}{suffix}')

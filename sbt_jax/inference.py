@@ -20,46 +20,18 @@ TaTok keeps a variable number of patch tokens per image (rate r: allowed informa
 The workdir holds config.json (written by the trainer) and Orbax checkpoints; the EMA params
 are used when the run kept them.
 """
-import json
-import os
 import pathlib
 
 import jax
-import ml_collections
 import numpy as np
 
-from sbt_jax import checkpointing
+from sbt_jax import runs
 from sbt_jax import sharding
 from sbt_jax.data import image_folder
 from sbt_jax.data import pipeline
 
-
-def _fill_defaults(defaults: dict, loaded: dict) -> dict:
-  """`loaded` with every field it lacks taken from `defaults` (recursively)."""
-  out = dict(defaults)
-  for k, v in loaded.items():
-    out[k] = _fill_defaults(defaults[k], v) if (
-        isinstance(v, dict) and isinstance(defaults.get(k), dict)) else v
-  return out
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The run's config.json; fields added to sbt_jax after the run get their defaults (so
-  older workdirs keep loading)."""
-  from sbt_jax import config_defaults  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path} not found: {workdir!r} is not the workdir of an sbt_jax '
-                            'training run.')
-  with open(path) as f:
-    try:
-      loaded = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f'{path} is not valid JSON ({e}).') from e
-  if not isinstance(loaded, dict):
-    raise ValueError(f'{path} does not hold a config object.')
-  return ml_collections.ConfigDict(
-      _fill_defaults(config_defaults.base_config().to_dict(), loaded))
+# Kept for callers of the old name: a run's config.json (runs.load_config).
+load_config = runs.load_config
 
 
 def load_images(paths, image_size: int, channels: int) -> tuple[np.ndarray, list[str]]:
@@ -80,68 +52,38 @@ def load_images(paths, image_size: int, channels: int) -> tuple[np.ndarray, list
   return np.stack(images), files
 
 
-def restore_run(workdir, step, mesh):
-  """(config, task, params, step) of the run in workdir (any stage)."""
-  from sbt_jax import trainers  # pylint: disable=g-import-not-at-top
-  config = load_config(workdir)
-  task = trainers.get_task(config.stage)(config, mesh)
-  params, step = checkpointing.restore_task_params(task, workdir, mesh, config.mesh.rules,
-                                                   step)
-  return config, task, params, step
-
-
 class Tokenizer:
-  """A restored tokenizer on the local devices (batches are split over them)."""
+  """A restored tokenizer on the local devices (batches are split over them). Family
+  differences (modes, rates, id formats) come from its spec (models/spec.py)."""
 
   def __init__(self, workdir: str, step: int | None = None, batch_size: int = 64,
                aligner_workdir: str | None = None, aligner_step: int | None = None):
-    self.mesh = sharding.make_mesh(
-        ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1}), jax.local_devices())
-    self.config, task, self.params, self.step = restore_run(workdir, step, self.mesh)
-    if self.config.stage != 'tokenizer':
-      raise ValueError(f'{workdir!r} is a {self.config.stage!r} run; pass the tokenizer\'s '
-                       'workdir (and an aligner run as aligner_workdir).')
-    self.model = task.model
-    if aligner_workdir:
-      if self.config.model.name != 'selfboottok':
-        raise ValueError('aligner_workdir needs a selfboottok tokenizer; '
-                         f'{workdir!r} is {self.config.model.name!r}')
-      al_config, al_task, al_params, _ = restore_run(aligner_workdir, aligner_step,
-                                                               self.mesh)
-      if al_config.stage != 'aligner':
-        raise ValueError(f'aligner_workdir={aligner_workdir!r} is a {al_config.stage!r} '
-                         "run, not stage='aligner'")
-      self.model = al_task.model
-      self.params = {**self.params, 'aligner': al_params}
-    self.is_selfboottok = self.config.model.name == 'selfboottok'
-    self.is_tatok = self.config.model.name == 'tatok'
-    self.num_global = self.config.model.num_latent_tokens
-    self.num_local = self.config.model.num_local_tokens if self.is_selfboottok else 0
-    self.batch_size = batch_size - batch_size % len(jax.local_devices()) or len(
-        jax.local_devices())
-    m = self.model
-    if self.is_selfboottok:
-      self._encode = jax.jit(lambda p, x: jax.numpy.concatenate(
-          m.apply({'params': p}, x, method='encode'), axis=1))
-      self._encode_global = jax.jit(lambda p, x: m.apply({'params': p}, x,
-                                                         method='encode_global'))
-      self._decode_generate = jax.jit(
-          lambda p, ids, key, t: m.apply({'params': p}, ids, key, t,
-                                         method='decode_generate')[0],
-          static_argnums=3)
-      self._local_logits = jax.jit(lambda p, ids: m.apply({'params': p}, ids,
-                                                          method='local_logits'))
-    elif self.is_tatok:
-      self._encode = jax.jit(lambda p, x, rate: m.apply({'params': p}, x, rate,
-                                                        method='encode_ids'))
-    else:
-      self._encode = jax.jit(lambda p, x: m.apply({'params': p}, x, method='encode')[1]['ids'])
-    self._decode = jax.jit(lambda p, ids: m.apply({'params': p}, ids, method='decode_ids'))
+    self.mesh = runs.local_mesh()
+    run = runs.restore_tokenizer(workdir, self.mesh, step, aligner_workdir, aligner_step)
+    self.config, self.spec, self.model = run.config, run.spec, run.model
+    self.params, self.step = run.params, run.step
+    self.num_global = self.config.model.num_global_tokens
+    n_dev = len(jax.local_devices())
+    self.batch_size = batch_size - batch_size % n_dev or n_dev
+    self._jitted = {}
 
   @property
   def image_shape(self):
     d = self.config.data
     return (d.image_size, d.image_size, d.channels)
+
+  @property
+  def modes(self) -> tuple[str, ...]:
+    return self.spec.modes
+
+  def ids_per_image(self, mode: str = 'compress') -> int:
+    """Ids per image in `mode` (the padded width for variable-length formats)."""
+    return self.spec.ids_per_image(self.config, mode)
+
+  def _jit(self, key, make, **kw):
+    if key not in self._jitted:
+      self._jitted[key] = jax.jit(make(), **kw)
+    return self._jitted[key]
 
   def _batched(self, fn, x, *extra):
     """Runs fn over x in fixed-size batches (the last one padded) and concatenates."""
@@ -153,9 +95,18 @@ class Tokenizer:
       if n < self.batch_size:
         chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - n, 0)])
       args = [a(i) if callable(a) else a for a in extra]
-      out.append(np.asarray(fn(self.params, sharding.global_batch(chunk, self.mesh),
-                               *args))[:n])
-    return np.concatenate(out)
+      result = fn(self.params, sharding.global_batch(chunk, self.mesh), *args)
+      out.append(jax.tree.map(lambda r: np.asarray(r)[:n], result))
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *out)
+
+  def _check_rate(self, rate):
+    if rate is not None and not self.spec.uses_rate:
+      raise ValueError(f'rate={rate} is a TaTok setting; this tokenizer is '
+                       f'{self.config.model.name!r}')
+    rate = self.spec.default_rate(self.config) if rate is None else float(rate)
+    if rate is not None and not 0.0 <= rate <= 1.0:
+      raise ValueError(f'rate={rate}: the information-loss rate must be in [0, 1]')
+    return rate
 
   def encode(self, images_BxHxWxC, mode: str = 'compress', rate: float | None = None
              ) -> np.ndarray:
@@ -167,82 +118,38 @@ class Tokenizer:
                        f' in [-1, 1]; got {images_BxHxWxC.shape}. Use load_images() to resize.')
     if mode not in ('compress', 'generate'):
       raise ValueError(f"mode={mode!r}; expected 'compress' or 'generate'")
-    if rate is not None and not self.is_tatok:
-      raise ValueError(f'rate={rate} is a TaTok setting; this tokenizer is '
-                       f'{self.config.model.name!r}')
-    if self.is_tatok:
-      if mode != 'compress':
-        raise ValueError(f"mode={mode!r}: TaTok has one mode; choose its rate instead")
-      rate = self.config.model.tatok.eval_rate if rate is None else float(rate)
-      if not 0.0 <= rate <= 1.0:
-        raise ValueError(f'rate={rate}: the information-loss rate must be in [0, 1]')
-      return self._batched(self._encode, images_BxHxWxC, np.float32(rate)).astype(np.int32)
-    if mode == 'generate':
-      if not self.is_selfboottok:
-        raise ValueError("mode='generate' needs a selfboottok tokenizer (TiTok has one mode)")
-      return self._batched(self._encode_global, images_BxHxWxC).astype(np.int32)
-    return self._batched(self._encode, images_BxHxWxC).astype(np.int32)
+    if mode not in self.modes:
+      raise ValueError(f"mode={mode!r} needs a selfboottok tokenizer; "
+                       f'{self.config.model.name!r} has the modes {self.modes}')
+    rate = self._check_rate(rate)
+    fn = self._jit(('encode', mode), lambda: self.spec.encode_fn(self.model, mode))
+    return self._batched(fn, images_BxHxWxC, np.float32(rate or 0.0)).astype(np.int32)
 
-  def _check_ids(self, ids, lo, hi, k, what):
-    if ids.size and (ids[:, lo:hi].min() < 0 or ids[:, lo:hi].max() >= k):
-      raise ValueError(f'{what} ids must be in [0, {k}); got range '
-                       f'[{ids[:, lo:hi].min()}, {ids[:, lo:hi].max()}]')
-
-  def decode(self, ids, temperature: float = 0.0, seed: int = 0) -> np.ndarray:
+  def decode(self, ids, temperature: float = 0.0, seed: int = 0,
+             rate: float | None = None) -> np.ndarray:
     """Images in [-1, 1] from ids. SelfBootTok: G + L columns decode in compress mode,
     G columns in generate mode (local ids from the aligner: argmax when temperature is 0,
     else sampled with this temperature and seed)."""
-    ids = np.asarray(ids)
-    if self.is_tatok:
-      return np.clip(self._batched(self._decode, self._check_tatok_ids(ids)), -1.0, 1.0)
-    g, l = self.num_global, self.num_local
-    widths = (g, g + l) if self.is_selfboottok else (g,)
-    if ids.ndim != 2 or ids.shape[1] not in widths:
-      raise ValueError(f'decode expects ids of shape [B, {" or ".join(map(str, widths))}]; '
-                       f'got {ids.shape}')
-    if not np.issubdtype(ids.dtype, np.integer):
-      raise ValueError(f'ids must be integers; got dtype {ids.dtype}')
-    ids = ids.astype(np.int32)
-    self._check_ids(ids, 0, g, self.config.model.codebook_size, 'global')
-    if ids.shape[1] == g + l and l:
-      self._check_ids(ids, g, g + l, self.config.model.local_codebook_size, 'local')
-    if self.is_selfboottok and ids.shape[1] == g:
-      key = jax.random.key(seed)
-      out = self._batched(self._decode_generate, ids,
-                          lambda i: jax.random.fold_in(key, i), float(temperature))
-    else:
-      out = self._batched(self._decode, ids)
+    ids, kind = self.spec.check_ids(self.config, ids)
+    fn = self._jit(('decode', kind), lambda: self.spec.decode_fn(self.model, kind),
+                   static_argnums=3)
+    key = jax.random.key(seed)
+    out = self._batched(fn, ids, lambda i: jax.random.fold_in(key, i), float(temperature),
+                        rate)
     return np.clip(out, -1.0, 1.0)
 
-  def _check_tatok_ids(self, ids):
-    """TaTok ids [B, G + M]: global ids, then kept patch ids (a prefix) padded with -1."""
-    g, n = self.num_global, self.config.model.tatok.patch_codebook_size
-    max_width = g + (self.config.data.image_size // self.config.model.patch_size) ** 2
-    if ids.ndim != 2 or not g <= ids.shape[1] <= max_width:
-      raise ValueError(f'TaTok decode expects ids of shape [B, G + M] with G={g} and '
-                       f'M <= {max_width - g} patch tokens; got {ids.shape}')
-    if not np.issubdtype(ids.dtype, np.integer):
-      raise ValueError(f'ids must be integers; got dtype {ids.dtype}')
-    ids = ids.astype(np.int32)
-    self._check_ids(ids, 0, g, self.config.model.codebook_size, 'global')
-    patch = ids[:, g:]
-    if patch.size and patch.max() >= n:
-      raise ValueError(f'patch ids must be in [0, {n}) (or -1 for padding); got max '
-                       f'{patch.max()}')
-    valid = patch >= 0
-    if np.any(valid[:, 1:] & ~valid[:, :-1]) or np.any(patch < -1):
-      raise ValueError('patch ids must be the kept tokens first, then -1 padding only')
-    return ids
+  def ids_metrics(self, ids, mode: str = 'compress') -> dict:
+    """Per-image facts about stored ids (SelfBootTok compress: local_ce_bits, the aligner's
+    bits per local token; TaTok: tokens_per_image); {} when the family has none."""
+    make = self.spec.ids_metrics_fn(self.model, self.config, mode)
+    if make is None:
+      return {}
+    return self._batched(self._jit(('ids_metrics', mode), lambda: make), np.asarray(ids))
 
   def local_nll_bits(self, ids_Bx_GL) -> np.ndarray:
-    """Per image: the aligner's mean -log2 p(local id | global ids) over the L slots, an
-    estimate of the bits per local token that the global ids do not already determine."""
-    ids = np.asarray(ids_Bx_GL, np.int32)
-    g = self.num_global
-    logits = self._batched(self._local_logits, ids[:, :g])
-    logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-    nll = -np.take_along_axis(logp, ids[:, g:, None], -1)[..., 0]
-    return nll.mean(axis=1) / np.log(2.0)
+    """Per image: the aligner's mean -log2 p(local id | global ids) over the L slots
+    (SelfBootTok compress-mode ids)."""
+    return self.ids_metrics(ids_Bx_GL, 'compress')['local_ce_bits']
 
   def reconstruct(self, images_BxHxWxC, mode: str = 'compress', temperature: float = 0.0,
                   seed: int = 0, rate: float | None = None) -> np.ndarray:

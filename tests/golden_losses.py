@@ -29,12 +29,15 @@ def _losses(workdir: str) -> list[float]:
   return [row['train/loss'] for row in rows if 'train/loss' in row]
 
 
-def run_all(data_dir: str, root: str) -> dict:
-  """{name: [loss at step 1..NUM_STEPS]} of the three runs (workdirs under root)."""
+def run_all(data_dir: str, root: str, only=None) -> dict:
+  """{name: [loss at step 1..NUM_STEPS]} of the three runs (workdirs under root); `only`:
+  a subset of the names (the generator needs titok)."""
   import importlib  # pylint: disable=g-import-not-at-top
   from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
   out, workdirs = {}, {}
   for name, module, variant in RUNS:
+    if only and name not in only:
+      continue
     c = importlib.import_module(f'configs.{module}').get_config(variant)
     c.data.data_dir = data_dir
     c.train.num_steps = NUM_STEPS
@@ -53,6 +56,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--write', action='store_true', help=f'write {GOLDEN_PATH}')
   parser.add_argument('--check', action='store_true', help='compare exactly with it')
+  parser.add_argument('--only', default='', help='comma-separated subset of the runs')
   args = parser.parse_args()
   os.environ.setdefault('SBT_JAX_HOST_MALLOC', 'default')
   import jax  # pylint: disable=g-import-not-at-top
@@ -61,17 +65,20 @@ def main():
   from tests import fakes  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
     data_dir = fakes.build_fake_tfds(pathlib.Path(tmp), mp)
-    losses = run_all(data_dir, os.path.join(tmp, 'runs'))
+    only = set(args.only.split(',')) if args.only else None
+    losses = run_all(data_dir, os.path.join(tmp, 'runs'), only)
   if args.write:
     GOLDEN_PATH.parent.mkdir(exist_ok=True)
     GOLDEN_PATH.write_text(json.dumps(losses, indent=1) + '\n')
     print(f'wrote {GOLDEN_PATH}')
   if args.check:
     golden = json.loads(GOLDEN_PATH.read_text())
-    same = all(golden[k] == losses[k] for k in golden)
-    for k in golden:
-      diff = max(abs(a - b) for a, b in zip(golden[k], losses[k]))
-      print(f'{k}: {"bit-identical" if golden[k] == losses[k] else f"max diff {diff:.3g}"}')
+    same = all(golden[k] == losses[k] for k in losses)
+    for k in losses:
+      diffs = [abs(a - b) for a, b in zip(golden[k], losses[k])]
+      first = next((i + 1 for i, d in enumerate(diffs) if d), None)
+      print(f'{k}: ' + ('bit-identical' if golden[k] == losses[k] else
+                        f'max diff {max(diffs):.3g}, first at step {first}'))
     sys.exit(0 if same else 1)
   if not (args.write or args.check):
     print(json.dumps(losses))

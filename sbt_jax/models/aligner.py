@@ -14,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from sbt_jax.models import options as options_lib
 from sbt_jax.models import vit
 
 
@@ -21,33 +22,28 @@ class Aligner2D(nn.Module):
   num_patches: int
   feature_dim: int
   codebook_size: int
-  width: int
-  depth: int
-  num_heads: int
-  mlp_dim: int
-  dtype: Any = jnp.float32
-  attention_impl: str = 'auto'
-  remat_policy: str = 'none'
-  scan_layers: bool = False
+  size: Any  # the transformer's size: {'width', 'depth', 'num_heads', 'mlp_ratio'}
+  options: options_lib.TransformerOptions = options_lib.TransformerOptions()
+
+  @property
+  def width(self) -> int:
+    return self.size['width']
 
   def setup(self):
+    width, dtype = self.width, self.options.dtype
     self.pos_queries = self.param('pos_queries', vit.posemb_init(None, 'embed'),
-                                  (self.num_patches, self.width))
-    self.global_embed = vit.Dense(self.width, self.dtype, 'global_embed',
-                                  ('token', 'embed'), ('embed',))
-    self.slot_embed = vit.Dense(self.width, self.dtype, 'slot_embed', ('token', 'embed'),
-                                ('embed',))
-    self.transformer = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
-                                       self.attention_impl, self.remat_policy,
-                                       self.scan_layers, name='transformer')
-    self.to_feature = vit.Dense(self.feature_dim, self.dtype, 'to_feature',
-                                ('embed', 'token'), ('token',))
-    self.pooled_embed = vit.Dense(self.width, self.dtype, 'pooled_embed',
-                                  ('token', 'embed'), ('embed',))
+                                  (self.num_patches, width))
+    self.global_embed = vit.Dense(width, dtype, 'global_embed', ('token', 'embed'),
+                                  ('embed',))
+    self.slot_embed = vit.Dense(width, dtype, 'slot_embed', ('token', 'embed'), ('embed',))
+    self.transformer = self.options.transformer(self.size)
+    self.to_feature = vit.Dense(self.feature_dim, dtype, 'to_feature', ('embed', 'token'),
+                                ('token',))
+    self.pooled_embed = vit.Dense(width, dtype, 'pooled_embed', ('token', 'embed'),
+                                  ('embed',))
     self.head_norm = vit.layer_norm('head_norm')
-    self.head_hidden = vit.Dense(self.width, self.dtype, 'head_hidden', ('embed', 'mlp'),
-                                 ('mlp',))
-    self.head_out = vit.Dense(self.codebook_size, self.dtype, 'head_out', ('mlp', 'vocab'),
+    self.head_hidden = vit.Dense(width, dtype, 'head_hidden', ('embed', 'mlp'), ('mlp',))
+    self.head_out = vit.Dense(self.codebook_size, dtype, 'head_out', ('mlp', 'vocab'),
                               ('vocab',))
 
   def __call__(self, g_q_BxGxT, protos_BxLxF):

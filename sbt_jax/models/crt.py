@@ -77,6 +77,6 @@ def build_predictor(config: ml_collections.ConfigDict) -> CausalTokenPredictor:
   """The predictor config.crt describes, over config.model's global tokens."""
   p = config.crt.predictor
   return CausalTokenPredictor(
-      num_tokens=config.model.num_latent_tokens, token_dim=config.model.token_dim,
+      num_tokens=config.model.num_global_tokens, token_dim=config.model.token_dim,
       width=p.width, depth=p.depth, num_heads=p.num_heads, mlp_dim=p.mlp_ratio * p.width,
       attention_impl=config.model.attention_impl)

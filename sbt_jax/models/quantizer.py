@@ -25,11 +25,22 @@ def codebook_stats(ids, codebook_size, mask_B=None):
   }
 
 
+def vq_terms(z, q):
+  """(codebook loss ||q - sg(z)||^2, commitment loss ||sg(q) - z||^2), means over all.
+
+  Computed where q and z are made (before the straight-through output): reverse-mode
+  accumulates z's gradient contributions in that order, which the golden losses pin.
+  """
+  codebook = jnp.mean(jnp.square(q - jax.lax.stop_gradient(z)))
+  commit = jnp.mean(jnp.square(jax.lax.stop_gradient(q) - z))
+  return codebook, commit
+
+
 class VectorQuantizer(nn.Module):
-  """Nearest code by cosine similarity; straight-through gradient; commitment loss."""
+  """Nearest code by cosine similarity; straight-through gradient. Returns its two VQ
+  terms; losses/quantizer.py weighs them (codebook + commitment_cost * commitment)."""
   codebook_size: int
   token_dim: int
-  commitment_cost: float = 0.25
 
   def setup(self):
     self.codebook = self.param(
@@ -50,14 +61,13 @@ class VectorQuantizer(nn.Module):
     sim_BxGxK = jnp.einsum('bgt,kt->bgk', z_BxGxT, codes_KxT)
     ids_BxG = jnp.argmax(sim_BxGxK, axis=-1)
     q_BxGxT = jnp.take(codes_KxT, ids_BxG, axis=0)
-    codebook_loss = jnp.mean(jnp.square(q_BxGxT - jax.lax.stop_gradient(z_BxGxT)))
-    commit_loss = jnp.mean(jnp.square(jax.lax.stop_gradient(q_BxGxT) - z_BxGxT))
+    codebook_loss, commit_loss = vq_terms(z_BxGxT, q_BxGxT)
     q_st_BxGxT = z_BxGxT + jax.lax.stop_gradient(q_BxGxT - z_BxGxT)
     aux = {
-        'quantizer_loss': codebook_loss + self.commitment_cost * commit_loss,
-        'codebook_loss': codebook_loss,
-        'commit_loss': commit_loss,
         'ids': ids_BxG,
         'z': z_BxGxT,  # l2-normalised encoder outputs (dead-code restarts draw from these)
+        # Weighed by losses/quantizer.py (commitment_cost, quantizer_weight).
+        'codebook_loss': codebook_loss,
+        'commit_loss': commit_loss,
     }
     return q_st_BxGxT, aux

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sbt_jax.models import aligner as aligner_lib
+from sbt_jax.models import options as options_lib
 from sbt_jax.models import ot_pool
 from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import soft_quantizer
@@ -58,13 +59,9 @@ class Prototypes(nn.Module):
 
 class SelfBootTok(nn.Module):
   """encode(x, mode) -> ids; decode_compress / decode_generate -> images; __call__ trains."""
-  image_size: int
-  channels: int
-  patch_size: int
-  num_global_tokens: int
+  geometry: options_lib.Geometry
   codebook_size: int
   token_dim: int
-  commitment_cost: float
   global_quantizer: str
   soft_temperature: float
   soft_straight_through: bool
@@ -81,41 +78,39 @@ class SelfBootTok(nn.Module):
   # Generate-mode reconstruction in __call__ (loss.w_generate > 0); also lets the aligner's
   # gradient reach the global tokens (otherwise its inputs are stop-gradient).
   generate_recon: bool = False
-  dtype: Any = jnp.float32
-  attention_impl: str = 'auto'
-  remat_policy: str = 'none'
-  scan_layers: bool = False
+  options: options_lib.TransformerOptions = options_lib.TransformerOptions()
 
   @property
   def num_patches(self):
-    return (self.image_size // self.patch_size) ** 2
+    return self.geometry.num_patches
+
+  @property
+  def num_global_tokens(self):
+    return self.geometry.num_global_tokens
 
   def setup(self):
-    enc, dec, al = self.encoder_cfg, self.decoder_cfg, self.aligner_cfg
-    common = (self.dtype, self.attention_impl, self.remat_policy, self.scan_layers)
     self.encoder = titok.Encoder(
-        self.patch_size, self.num_global_tokens, self.token_dim, *vit.sizes(enc), *common,
+        self.geometry, self.token_dim, self.encoder_cfg, self.options,
         num_extra_latents=self.num_local_tokens if self.local_tokens == 'latent' else 0)
     if self.global_quantizer == 'soft':
       self.quantizer = soft_quantizer.SoftQuantizer(
-          self.codebook_size, self.token_dim, self.commitment_cost, self.soft_temperature,
+          self.codebook_size, self.token_dim, self.soft_temperature,
           self.soft_straight_through)
     else:
       self.quantizer = quantizer_lib.VectorQuantizer(
-          self.codebook_size, self.token_dim, self.commitment_cost)
-    self.to_local = vit.Dense(self.local_token_dim, self.dtype, 'to_local',
+          self.codebook_size, self.token_dim)
+    self.to_local = vit.Dense(self.local_token_dim, self.options.dtype, 'to_local',
                               ('embed', 'token'), ('token',))
     self.prototypes = Prototypes(self.num_local_tokens, self.local_token_dim,
                                  self.prototype_hidden)
     self.local_quantizer = quantizer_lib.VectorQuantizer(
-        self.local_codebook_size, self.local_token_dim, self.commitment_cost)
+        self.local_codebook_size, self.local_token_dim)
     self.local_embed = vit.Dense(self.token_dim, jnp.float32, 'local_embed',
                                  ('token', None), (None,))
     self.aligner = aligner_lib.Aligner2D(
-        self.num_patches, self.local_token_dim, self.local_codebook_size, *vit.sizes(al),
-        *common)
-    self.decoder = titok.Decoder(
-        self.image_size, self.channels, self.patch_size, *vit.sizes(dec), *common)
+        self.num_patches, self.local_token_dim, self.local_codebook_size, self.aligner_cfg,
+        self.options)
+    self.decoder = titok.Decoder(self.geometry, self.decoder_cfg, self.options)
 
   # --- pieces -------------------------------------------------------------------------
 
@@ -174,18 +169,17 @@ class SelfBootTok(nn.Module):
 
   def aligner_targets(self, x_BxHxWxC):
     """What the aligner stage trains against: its inputs (g_q, prototypes) and its targets
-    (compress-mode local ids, l2-normalised 2D tokens f), all from the frozen tokenizer."""
+    (compress-mode local ids, 2D tokens f), all from the frozen tokenizer."""
     g_q, _, patches, extra = self._encode_global(x_BxHxWxC)
     protos = self.prototypes(g_q)
     slots, f_BxNxF, _ = self._local_slots(patches, extra, protos)
     _, laux = self.local_quantizer(slots)
-    return {'g_q': g_q, 'protos': protos, 'local_ids': laux['ids'],
-            'f': quantizer_lib.l2_normalize(f_BxNxF)}
+    return {'g_q': g_q, 'protos': protos, 'local_ids': laux['ids'], 'f': f_BxNxF}
 
   def aligner_predict(self, g_q_BxGxT, protos_BxLxF):
-    """(local-id logits, l2-normalised predicted 2D tokens f_hat)."""
+    """(local-id logits, predicted 2D tokens f_hat)."""
     logits, f_hat, _ = self._predict_local(g_q_BxGxT, protos_BxLxF)
-    return logits, quantizer_lib.l2_normalize(f_hat)
+    return logits, f_hat
 
   def decode_compress(self, global_ids_BxG, local_ids_BxL):
     g_q = self.quantizer.lookup(global_ids_BxG)
@@ -219,18 +213,12 @@ class SelfBootTok(nn.Module):
     sg = (lambda t: t) if self.generate_recon else jax.lax.stop_gradient
     logits, f_hat, plan_gen = self._predict_local(sg(g_q), sg(protos))
     recon = self._decode(g_q, l_q, plan_gen)
-    target_ids = jax.lax.stop_gradient(laux['ids'])
-    ce_BxL = -jnp.take_along_axis(jax.nn.log_softmax(logits), target_ids[..., None], -1)[..., 0]
+    # What the losses (losses/terms.py) need: codes, 2D tokens and the aligner's outputs.
     out = {
-        'ids': aux['ids'], 'z': aux['z'],
-        'local_ids': laux['ids'], 'local_z': laux['z'],
-        'quantizer_loss': aux['quantizer_loss'] + laux['quantizer_loss'],
-        'commit_loss': aux['commit_loss'] + laux['commit_loss'],
-        'align_loss': jnp.mean(jnp.sum(jnp.square(
-            quantizer_lib.l2_normalize(f_hat)
-            - jax.lax.stop_gradient(quantizer_lib.l2_normalize(f_BxNxF))), -1)),
-        'local_ce': jnp.mean(ce_BxL),
-        'local_accuracy': jnp.mean((jnp.argmax(logits, -1) == target_ids).astype(jnp.float32)),
+        'ids': aux['ids'], 'z': aux['z'], 'codebook_loss': aux['codebook_loss'],
+        'commit_loss': aux['commit_loss'], 'local_ids': laux['ids'], 'local_z': laux['z'],
+        'local_codebook_loss': laux['codebook_loss'], 'local_commit_loss': laux['commit_loss'],
+        'f_hat': f_hat, 'f': f_BxNxF, 'local_logits': logits,
         **ot_aux,
     }
     if 'soft_assignment_entropy' in aux:
@@ -250,10 +238,9 @@ def build(config: ml_collections.ConfigDict, aligner_cfg=None) -> SelfBootTok:
   """The SelfBootTok a config describes; `aligner_cfg` swaps in another aligner size."""
   m = config.model
   return SelfBootTok(
-      image_size=config.data.image_size, channels=config.data.channels,
-      patch_size=m.patch_size, num_global_tokens=m.num_latent_tokens,
-      codebook_size=m.codebook_size, token_dim=m.token_dim,
-      commitment_cost=m.commitment_cost, global_quantizer=m.global_quantizer,
+      geometry=options_lib.Geometry.from_config(config), codebook_size=m.codebook_size,
+      token_dim=m.token_dim,
+      global_quantizer=m.global_quantizer,
       soft_temperature=m.soft_temperature, soft_straight_through=m.soft_straight_through,
       num_local_tokens=m.num_local_tokens, local_codebook_size=m.local_codebook_size,
       local_token_dim=m.local_token_dim, local_tokens=m.local_tokens,
@@ -262,5 +249,4 @@ def build(config: ml_collections.ConfigDict, aligner_cfg=None) -> SelfBootTok:
       encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),
       aligner_cfg=dict(aligner_cfg if aligner_cfg is not None else m.aligner),
       generate_recon=config.loss.w_generate > 0,
-      dtype=titok.DTYPES[m.compute_dtype], attention_impl=m.attention_impl,
-      remat_policy=m.remat_policy, scan_layers=m.scan_layers)
+      options=options_lib.TransformerOptions.from_config(m))

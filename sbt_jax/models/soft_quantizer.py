@@ -33,11 +33,9 @@ class SoftQuantizer(quantizer_lib.VectorQuantizer):
     else:
       q_BxGxT = q_soft_BxGxT
     # Pull codes and encoder outputs together as in VQ: keeps the argmax id meaningful.
-    codebook_loss = jnp.mean(jnp.square(q_hard_BxGxT - jax.lax.stop_gradient(z_BxGxT)))
-    commit_loss = jnp.mean(jnp.square(jax.lax.stop_gradient(q_hard_BxGxT) - z_BxGxT))
+    codebook_loss, commit_loss = quantizer_lib.vq_terms(z_BxGxT, q_hard_BxGxT)
     entropy = -jnp.mean(jnp.sum(p_BxGxK * jax.nn.log_softmax(logits_BxGxK, -1), axis=-1))
     aux = {
-        'quantizer_loss': codebook_loss + self.commitment_cost * commit_loss,
         'codebook_loss': codebook_loss,
         'commit_loss': commit_loss,
         'soft_assignment_entropy': entropy,  # nats; 0 = one-hot, log K = uniform

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sbt_jax.models import dtf
+from sbt_jax.models import options as options_lib
 from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import titok
 from sbt_jax.models import vit
@@ -32,40 +33,28 @@ class PatchAligner(nn.Module):
   over the patch codebook at each position (B x N x K_p, float32)."""
   num_patches: int
   codebook_size: int
-  width: int
-  depth: int
-  num_heads: int
-  mlp_dim: int
-  dtype: Any = jnp.float32
-  attention_impl: str = 'auto'
-  remat_policy: str = 'none'
-  scan_layers: bool = False
+  size: Any  # the transformer's size: {'width', 'depth', 'num_heads', 'mlp_ratio'}
+  options: options_lib.TransformerOptions = options_lib.TransformerOptions()
 
   @nn.compact
   def __call__(self, g_q_BxGxT):
     b = g_q_BxGxT.shape[0]
-    n = self.num_patches
-    pos_NxD = self.param('pos_queries', vit.posemb_init(None, 'embed'), (n, self.width))
-    glob_BxGxD = vit.Dense(self.width, self.dtype, 'global_embed', ('token', 'embed'),
+    n, width, dtype = self.num_patches, self.size['width'], self.options.dtype
+    pos_NxD = self.param('pos_queries', vit.posemb_init(None, 'embed'), (n, width))
+    glob_BxGxD = vit.Dense(width, dtype, 'global_embed', ('token', 'embed'),
                            ('embed',))(g_q_BxGxT)
-    h_BxSxD = jnp.concatenate([jnp.broadcast_to(pos_NxD, (b, n, self.width)), glob_BxGxD], 1)
-    h_BxSxD = vit.Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype,
-                              self.attention_impl, self.remat_policy, self.scan_layers,
-                              name='transformer')(h_BxSxD, keep=(0, n))
-    return vit.Dense(self.codebook_size, self.dtype, 'head', ('embed', 'vocab'),
+    h_BxSxD = jnp.concatenate([jnp.broadcast_to(pos_NxD, (b, n, width)), glob_BxGxD], 1)
+    h_BxSxD = self.options.transformer(self.size)(h_BxSxD, keep=(0, n))
+    return vit.Dense(self.codebook_size, dtype, 'head', ('embed', 'vocab'),
                      ('vocab',))(h_BxSxD).astype(jnp.float32)
 
 
 class TaTok(nn.Module):
   """encode(x, rate) -> ids and kept set; encode_ids / decode_ids: the stored format;
   decode / decode_packed -> images; __call__ trains (rate per image) and evaluates."""
-  image_size: int
-  channels: int
-  patch_size: int
-  num_global_tokens: int
+  geometry: options_lib.Geometry
   codebook_size: int
   token_dim: int
-  commitment_cost: float
   patch_codebook_size: int
   patch_token_dim: int
   encoder_cfg: Any
@@ -73,30 +62,28 @@ class TaTok(nn.Module):
   aligner_cfg: Any
   # The rate of __call__ when it is given none (model.tatok.eval_rate: eval during training).
   eval_rate: float = 0.0
-  dtype: Any = jnp.float32
-  attention_impl: str = 'auto'
-  remat_policy: str = 'none'
-  scan_layers: bool = False
+  options: options_lib.TransformerOptions = options_lib.TransformerOptions()
 
   @property
   def num_patches(self):
-    return (self.image_size // self.patch_size) ** 2
+    return self.geometry.num_patches
+
+  @property
+  def num_global_tokens(self):
+    return self.geometry.num_global_tokens
 
   def setup(self):
-    enc, dec, al = self.encoder_cfg, self.decoder_cfg, self.aligner_cfg
-    common = (self.dtype, self.attention_impl, self.remat_policy, self.scan_layers)
-    self.encoder = titok.Encoder(
-        self.patch_size, self.num_global_tokens, self.token_dim, *vit.sizes(enc), *common)
+    self.encoder = titok.Encoder(self.geometry, self.token_dim, self.encoder_cfg,
+                                 self.options)
     self.quantizer = quantizer_lib.VectorQuantizer(
-        self.codebook_size, self.token_dim, self.commitment_cost)
-    self.to_patch = vit.Dense(self.patch_token_dim, self.dtype, 'to_patch',
+        self.codebook_size, self.token_dim)
+    self.to_patch = vit.Dense(self.patch_token_dim, self.options.dtype, 'to_patch',
                               ('embed', 'token'), ('token',))
     self.patch_quantizer = quantizer_lib.VectorQuantizer(
-        self.patch_codebook_size, self.patch_token_dim, self.commitment_cost)
-    self.aligner = PatchAligner(self.num_patches, self.patch_codebook_size, *vit.sizes(al),
-                                *common)
-    self.decoder = titok.Decoder(
-        self.image_size, self.channels, self.patch_size, *vit.sizes(dec), *common)
+        self.patch_codebook_size, self.patch_token_dim)
+    self.aligner = PatchAligner(self.num_patches, self.patch_codebook_size, self.aligner_cfg,
+                                self.options)
+    self.decoder = titok.Decoder(self.geometry, self.decoder_cfg, self.options)
 
   # --- pieces -------------------------------------------------------------------------
 
@@ -179,15 +166,11 @@ class TaTok(nn.Module):
     logits_BxNxK, entropy_BxN = self.patch_entropy(aux['ids'])
     keep_BxN, _, k_B = dtf.keep_mask(entropy_BxN, self._rates(rate, g_q.shape[0]))
     recon = self.decoder(g_q, patch_q_BxNxT=p_q, keep_BxN=keep_BxN)
-    target_BxN = jax.lax.stop_gradient(paux['ids'])
-    ce_BxN = -jnp.take_along_axis(jax.nn.log_softmax(logits_BxNxK), target_BxN[..., None],
-                                  -1)[..., 0]
     out = {
-        'ids': aux['ids'], 'z': aux['z'],
-        'patch_ids': paux['ids'], 'patch_z': paux['z'],
-        'quantizer_loss': aux['quantizer_loss'] + paux['quantizer_loss'],
-        'commit_loss': aux['commit_loss'] + paux['commit_loss'],
-        'patch_ce': jnp.mean(ce_BxN),
+        'ids': aux['ids'], 'z': aux['z'], 'codebook_loss': aux['codebook_loss'],
+        'commit_loss': aux['commit_loss'], 'patch_ids': paux['ids'], 'patch_z': paux['z'],
+        'patch_codebook_loss': paux['codebook_loss'], 'patch_commit_loss': paux['commit_loss'],
+        'patch_logits': logits_BxNxK,
         'patch_entropy': jnp.mean(entropy_BxN),
         'kept_fraction': jnp.mean(keep_BxN.astype(jnp.float32)),
         # Stored tokens per image (B,): the G global ids plus the kept patch ids.
@@ -199,15 +182,13 @@ class TaTok(nn.Module):
 def build(config: ml_collections.ConfigDict) -> TaTok:
   m = config.model
   return TaTok(
-      image_size=config.data.image_size, channels=config.data.channels,
-      patch_size=m.patch_size, num_global_tokens=m.num_latent_tokens,
-      codebook_size=m.codebook_size, token_dim=m.token_dim,
-      commitment_cost=m.commitment_cost, patch_codebook_size=m.tatok.patch_codebook_size,
+      geometry=options_lib.Geometry.from_config(config), codebook_size=m.codebook_size,
+      token_dim=m.token_dim,
+      patch_codebook_size=m.tatok.patch_codebook_size,
       patch_token_dim=m.tatok.patch_token_dim,
       encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),
       aligner_cfg=dict(m.tatok.aligner), eval_rate=m.tatok.eval_rate,
-      dtype=titok.DTYPES[m.compute_dtype], attention_impl=m.attention_impl,
-      remat_policy=m.remat_policy, scan_layers=m.scan_layers)
+      options=options_lib.TransformerOptions.from_config(m))
 
 
 def sample_rates(rng, batch: int, t: ml_collections.ConfigDict):

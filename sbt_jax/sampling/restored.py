@@ -7,28 +7,13 @@ The tokenizer is the one the generator was trained on (workdir and step from the
 tokenizer.json); `aligner_workdir` swaps in another aligner without touching the generator.
 Sampling settings come from the run's config.generator.sampling unless overridden.
 """
-import json
-import os
-
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from sbt_jax import checkpointing
-from sbt_jax import global_tokenizer
-from sbt_jax import inference
+from sbt_jax import runs
 from sbt_jax import sharding
 from sbt_jax.sampling import generate
-
-
-def _tokenizer_record(workdir: str, config) -> tuple[str, int]:
-  path = os.path.join(workdir, 'tokenizer.json')
-  if os.path.isfile(path):
-    with open(path) as f:
-      record = json.load(f)
-    return record['workdir'], int(record['step'])
-  return config.generator.tokenizer_workdir, config.generator.tokenizer_step
 
 
 class RestoredGenerator:
@@ -37,26 +22,18 @@ class RestoredGenerator:
   def __init__(self, workdir: str, *, step: int | None = None,
                aligner_workdir: str | None = None, tokenizer_workdir: str | None = None,
                tokenizer_step: int | None = None, sampling_overrides: dict | None = None):
-    from sbt_jax.trainers import generator as generator_trainer  # pylint: disable=g-import-not-at-top
-    config = inference.load_config(workdir)
-    if config.get('stage') != 'generator':
-      raise ValueError(f'{workdir!r} is the workdir of a {config.get("stage")!r} run, not '
-                       'of a generator run.')
-    tok_workdir, tok_step = _tokenizer_record(workdir, config)
-    config.generator.tokenizer_workdir = tokenizer_workdir or tok_workdir
-    config.generator.tokenizer_step = tok_step if tokenizer_step is None else tokenizer_step
+    self.mesh = runs.local_mesh()
+    run = runs.restore_generator(workdir, self.mesh, step)
+    config = run.config
+    config.generator.tokenizer_workdir = tokenizer_workdir or run.tokenizer_workdir
+    config.generator.tokenizer_step = (run.tokenizer_step if tokenizer_step is None
+                                       else tokenizer_step)
     for key, value in (sampling_overrides or {}).items():
       if value is not None:
         config.generator.sampling[key] = value
-    self.config = config
-    self.mesh = sharding.make_mesh(
-        ml_collections.ConfigDict({'data': -1, 'fsdp': 1, 'tensor': 1}), jax.local_devices())
-    task = generator_trainer.GeneratorTask(config, self.mesh)
-    self.model, self.adapter = task.model, task.adapter
-    self.params, self.step = checkpointing.restore_task_params(task, workdir, self.mesh,
-                                                               config.mesh.rules, step)
-    # With aligner_workdir the adapter is rebuilt around that aligner's size: use it.
-    self.adapter, tok_params, self.tokenizer_step = global_tokenizer.load(
+    self.config, self.model, self.params, self.step = config, run.model, run.params, run.step
+    # With aligner_workdir the adapter is built around that aligner's size.
+    self.adapter, tok_params, self.tokenizer_step = runs.restore_global_tokenizer(
         config.generator.tokenizer_workdir, self.mesh, config.generator.tokenizer_step,
         aligner_workdir=aligner_workdir, rate=config.generator.tatok_rate)
     self.tokenizer_params = jax.device_put(tok_params, sharding.replicated(self.mesh))

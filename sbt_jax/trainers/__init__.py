@@ -1,14 +1,16 @@
-"""Stage registry: config.stage -> the task class the shared loop trains."""
+"""Stage registry: config.stage -> the task class the shared loop trains.
+
+Only trainers/loop.py looks a task up; everything else reads runs through sbt_jax/runs.py.
+"""
+from sbt_jax.trainers import aligner
+from sbt_jax.trainers import generator
+from sbt_jax.trainers import tokenizer
+
+TASKS = {'tokenizer': tokenizer.TokenizerTask, 'aligner': aligner.AlignerTask,
+         'generator': generator.GeneratorTask}
 
 
 def get_task(stage: str):
-  if stage == 'tokenizer':
-    from sbt_jax.trainers import tokenizer  # pylint: disable=g-import-not-at-top
-    return tokenizer.TokenizerTask
-  if stage == 'aligner':
-    from sbt_jax.trainers import aligner  # pylint: disable=g-import-not-at-top
-    return aligner.AlignerTask
-  if stage == 'generator':
-    from sbt_jax.trainers import generator  # pylint: disable=g-import-not-at-top
-    return generator.GeneratorTask
-  raise ValueError(f'Unknown config.stage={stage!r}; known: tokenizer, aligner, generator')
+  if stage not in TASKS:
+    raise ValueError(f'Unknown config.stage={stage!r}; known: {", ".join(TASKS)}')
+  return TASKS[stage]

@@ -29,7 +29,7 @@ class CrtRegularizer:
   def boxed_state(self, rng):
     """{'params', 'opt_state'} with nn.Partitioned params (shardings come from them)."""
     m = self.config.model
-    z_1xGxT = jnp.zeros((1, m.num_latent_tokens, m.token_dim), jnp.float32)
+    z_1xGxT = jnp.zeros((1, m.num_global_tokens, m.token_dim), jnp.float32)
     params = self.predictor.init(rng, z_1xGxT)['params']
     return {'params': params, 'opt_state': self.tx.init(params)}
 

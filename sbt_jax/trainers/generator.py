@@ -1,12 +1,12 @@
 """Generator stage: a MaskGIT or AR transformer over a frozen tokenizer's global ids.
 
-`frozen` is the tokenizer adapter's params (see global_tokenizer.py), passed to the jitted
+`frozen` is the tokenizer adapter's params (models/spec.py: global_tokenizer; restored by
+runs.restore_global_tokenizer), passed to the jitted
 step as a sharded, non-donated argument. A batch holds either `image` (the step encodes it
 to ids with the frozen tokenizer) or `ids` (from the token cache, data/token_cache.py), and
 `label`. Eval: validation loss on data.eval_split and a PNG grid of class-balanced samples.
 """
 import functools
-import json
 import os
 
 import flax.linen as nn
@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from sbt_jax import checkpointing
-from sbt_jax import global_tokenizer
+from sbt_jax import runs
 from sbt_jax import sharding
 from sbt_jax.data import pipeline
 from sbt_jax.data import token_cache
@@ -134,10 +134,9 @@ class GeneratorTask:
     self.mesh = mesh
     g = config.generator
     try:
-      tok_config = global_tokenizer.load_config(g.tokenizer_workdir)
+      _, self.adapter = runs.global_tokenizer_for(g.tokenizer_workdir, g.tatok_rate)
     except FileNotFoundError as e:
       raise FileNotFoundError(f'generator.tokenizer_workdir={g.tokenizer_workdir!r}: {e}') from e
-    self.adapter = global_tokenizer.adapter_for(tok_config, rate=g.tatok_rate)
     d = config.data
     if self.adapter.image_shape != (d.image_size, d.image_size, d.channels):
       raise ValueError(
@@ -154,12 +153,9 @@ class GeneratorTask:
     self._pinned_step = None  # a resumed run keeps the tokenizer step it started with
     self._jitted = {}
 
-  def dummy_seq(self, batch_size=1):
-    length = self.adapter.num_tokens + (1 if self.config.generator.type == 'maskgit' else 0)
-    return jnp.zeros((batch_size, length), jnp.int32)
-
   def boxed_state(self, rng):
-    params = self.model.init(rng, self.dummy_seq())['params']
+    params = self.model.init(rng, runs.generator_dummy_seq(self.config,
+                                                           self.adapter.num_tokens))['params']
     return state_lib.create(params, self.tx, self.config.optim.ema_decay > 0)
 
   def init_state(self, rng):
@@ -171,8 +167,8 @@ class GeneratorTask:
       g = self.config.generator
       step = g.tokenizer_step if self._pinned_step is None else self._pinned_step
       try:
-        _, self._frozen, self.tokenizer_step = global_tokenizer.load(
-            g.tokenizer_workdir, self.mesh, step)
+        _, self._frozen, self.tokenizer_step = runs.restore_global_tokenizer(
+            g.tokenizer_workdir, self.mesh, step, rate=g.tatok_rate)
       except checkpointing.CheckpointError as e:
         raise checkpointing.CheckpointError(
             f'generator.tokenizer_workdir={g.tokenizer_workdir!r} '
@@ -201,17 +197,13 @@ class GeneratorTask:
     generator.tokenizer_step=-1 keeps the recorded step even if the tokenizer trained on.
     """
     g = self.config.generator
-    record_path = os.path.join(workdir, 'tokenizer.json')
     tok_workdir = os.path.abspath(g.tokenizer_workdir)
-    if g.tokenizer_step < 0 and os.path.isfile(record_path):
-      with open(record_path) as f:
-        record = json.load(f)
-      if record['workdir'] == tok_workdir:
-        self._pinned_step = int(record['step'])
+    record = runs.read_tokenizer_record(workdir)
+    if g.tokenizer_step < 0 and record is not None and record[0] == tok_workdir:
+      self._pinned_step = record[1]
     self.load_frozen()
     if jax.process_index() == 0:
-      with open(record_path, 'w') as f:
-        json.dump({'workdir': tok_workdir, 'step': self.tokenizer_step}, f)
+      runs.write_tokenizer_record(workdir, tok_workdir, self.tokenizer_step)
     d = self.config.data
     if not self.config.generator.use_token_cache:
       return pipeline.make_train_loader(d, seed=self.config.seed,

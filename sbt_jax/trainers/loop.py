@@ -21,8 +21,10 @@ import numpy as np
 from sbt_jax import checkpointing
 from sbt_jax import config_defaults
 from sbt_jax import sharding
+from sbt_jax import trainers
 from sbt_jax.data import pipeline
 from sbt_jax.trainers import preemption
+from sbt_jax.trainers import setup
 from sbt_jax.trainers import writers
 
 
@@ -40,14 +42,6 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     (epath.Path(workdir) / 'config.json').write_text(config.to_json_best_effort(indent=2))
 
 
-def compile_train_step(task, mesh, state_shardings, config):
-  repl = sharding.replicated(mesh)
-  return jax.jit(task.train_step,
-                 in_shardings=(state_shardings, repl, sharding.batch_sharding(mesh), repl),
-                 out_shardings=(state_shardings, repl),
-                 donate_argnums=(0,))
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls=None,
                        devices=None):
   """Trains config.stage from scratch or from the latest checkpoint in workdir.
@@ -56,7 +50,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls
   run has (Orbax reshards), so a run saved on data=8 can continue as data=2 x fsdp=2.
   On SIGTERM it saves a checkpoint at the next step and returns early (state.step tells).
   """
-  from sbt_jax import trainers  # pylint: disable=g-import-not-at-top
   config_defaults.validate(config)
   workdir = checkpointing.resolve_workdir(workdir)  # a local path or gs://...
   save_config(config, workdir)
@@ -68,10 +61,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls
                      f'divisible by the batch mesh axes data x fsdp = '
                      f'{mesh.shape["data"] * mesh.shape["fsdp"]}')
 
-  rng = jax.random.key(config.seed)
-  init_rng, step_rng = jax.random.split(rng)
-  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, init_rng), mesh,
-                                      config.mesh.rules)
   if hasattr(task, 'make_train_loader'):  # A stage that serves its own data (e.g. ids).
     data_iter = iter(task.make_train_loader(workdir))
   else:
@@ -80,16 +69,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls
         process_count=jax.process_count()))
   ckpt = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints,
                                     async_save=config.train.async_checkpoint)
-  start = ckpt.latest_step()
-  if start is not None:
-    abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, init_rng), state_sh)
-    state = ckpt.restore(start, abstract, data_iter)
+  prepared = setup.prepare(task, config, mesh, checkpointer=ckpt, data_iter=data_iter)
+  state, frozen, step_fn = prepared.state, prepared.frozen, prepared.step_fn
+  start, step_rng = prepared.start_step, prepared.step_rng
+  if start:
     logging.info('Resumed from %s at step %d.', ckpt.directory, start)
-  else:
-    start = 0
-    state = jax.jit(task.init_state, out_shardings=state_sh)(init_rng)
-  frozen = jax.device_put(task.load_frozen(), sharding.replicated(mesh))
-  step_fn = compile_train_step(task, mesh, state_sh, config)
 
   writer = writers.create_writer(workdir)
   if start == 0:

@@ -1,0 +1,58 @@
+"""What every tokenizer family shares: image/token geometry and transformer options.
+
+One frozen dataclass each, passed to the Flax modules as a single field, so a new option
+is added in one place (and `from_config` is the only code that reads config fields for it).
+"""
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+import ml_collections
+
+from sbt_jax.models import vit
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+  """Images of image_size^2 x channels, cut into (image_size / patch_size)^2 patches, and
+  G = num_global_tokens 1D tokens (TiTok's latent tokens, SelfBootTok's global tokens)."""
+  image_size: int
+  channels: int
+  patch_size: int
+  num_global_tokens: int
+
+  @property
+  def num_patches(self) -> int:
+    return (self.image_size // self.patch_size) ** 2
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return (self.image_size, self.image_size, self.channels)
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> 'Geometry':
+    return cls(image_size=config.data.image_size, channels=config.data.channels,
+               patch_size=config.model.patch_size,
+               num_global_tokens=config.model.num_global_tokens)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerOptions:
+  """How every transformer of a model computes (not its size: see vit.sizes)."""
+  dtype: Any = jnp.float32
+  attention_impl: str = 'auto'
+  remat_policy: str = 'none'
+  scan_layers: bool = False
+
+  @classmethod
+  def from_config(cls, model: ml_collections.ConfigDict) -> 'TransformerOptions':
+    return cls(dtype=DTYPES[model.compute_dtype], attention_impl=model.attention_impl,
+               remat_policy=model.remat_policy, scan_layers=model.scan_layers)
+
+  def transformer(self, size, name: str = 'transformer') -> vit.Transformer:
+    """A vit.Transformer of `size` (a config dict: width, depth, num_heads, mlp_ratio)."""
+    _, depth, num_heads, mlp_dim = vit.sizes(size)
+    return vit.Transformer(depth, num_heads, mlp_dim, self.dtype, self.attention_impl,
+                           self.remat_policy, self.scan_layers, name=name)

@@ -1,0 +1,54 @@
+"""The one set-up every stage, benchmark and test shares: shardings, state, frozen params
+and the compiled step, exactly as training runs them.
+
+  s = setup.prepare(task, config, mesh)                    # fresh state
+  s = setup.prepare(task, config, mesh, checkpointer=ckpt, data_iter=it)   # or resumed
+  state, metrics = s.step_fn(s.state, s.frozen, batch, rng)
+"""
+import dataclasses
+from typing import Any
+
+import jax
+
+from sbt_jax import checkpointing
+from sbt_jax import sharding
+
+
+def compile_train_step(train_step, mesh, state_shardings):
+  """jax.jit of train_step(state, frozen, batch, rng): state sharded and donated, frozen
+  params and the rng replicated (never donated), the batch split over data x fsdp."""
+  repl = sharding.replicated(mesh)
+  return jax.jit(train_step,
+                 in_shardings=(state_shardings, repl, sharding.batch_sharding(mesh), repl),
+                 out_shardings=(state_shardings, repl),
+                 donate_argnums=(0,))
+
+
+@dataclasses.dataclass
+class Prepared:
+  state: Any            # the train state, on the mesh
+  state_shardings: Any  # NamedSharding per state leaf
+  frozen: Any           # frozen params (LPIPS, an upstream tokenizer), replicated
+  step_fn: Any          # the compiled train step
+  start_step: int       # 0, or the step of the restored checkpoint
+  step_rng: Any         # fold_in(step_rng, step) is the rng of step `step`
+
+
+def prepare(task, config, mesh, *, checkpointer: checkpointing.Checkpointer | None = None,
+            data_iter=None, train_step=None) -> Prepared:
+  """Init (or restore the latest checkpoint of `checkpointer`, setting data_iter in place)
+  the state of `task` on `mesh`, load its frozen params, compile its step (`train_step`
+  overrides task.train_step, e.g. wrapped by a test)."""
+  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, init_rng), mesh,
+                                      config.mesh.rules)
+  start = checkpointer.latest_step() if checkpointer is not None else None
+  if start is not None:
+    abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, init_rng), state_sh)
+    state = checkpointer.restore(start, abstract, data_iter)
+  else:
+    start = 0
+    state = jax.jit(task.init_state, out_shardings=state_sh)(init_rng)
+  frozen = jax.device_put(task.load_frozen(), sharding.replicated(mesh))
+  step_fn = compile_train_step(train_step or task.train_step, mesh, state_sh)
+  return Prepared(state, state_sh, frozen, step_fn, start, step_rng)
