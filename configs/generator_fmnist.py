@@ -11,53 +11,34 @@ loaded, frozen, and its ids of the train and test splits are cached once under
 the train step instead). Variants, comma-separated: `:ar` (autoregressive with a causal
 mask instead of MaskGIT), `:runlocal` (a few steps of a tiny model, for tests and smoke runs).
 """
+from configs import common
 from sbt_jax import config_defaults
+
+VARIANTS = ('runlocal', 'ar')
 
 
 def get_config(arg: str | None = None):
-  args = set(arg.split(',')) if arg else set()
-  unknown = args - {'runlocal', 'ar'}
-  if unknown:
-    raise ValueError(f'Unknown variants {sorted(unknown)} for generator_fmnist; '
-                     "known: 'runlocal', 'ar'")
+  variants = common.parse_variants(arg, VARIANTS, 'generator_fmnist')
   c = config_defaults.base_config()
-  c.stage = 'generator'
-  c.data.name = 'fashion_mnist_deb'
-  c.data.image_size = 28
-  c.data.channels = 1
-  c.data.global_batch_size = 128
-  c.data.eval_batch_size = 250
+  common.fmnist_data(c, batch_size=128)
+  common.generator_stage(c, 'ar' if 'ar' in variants else 'maskgit', num_classes=10)
   g = c.generator
-  g.type = 'ar' if 'ar' in args else 'maskgit'
-  g.transformer.width, g.transformer.depth, g.transformer.num_heads = 128, 4, 4
-  g.num_classes = 10
-  g.label_drop = 0.1
-  g.label_smoothing = 0.1
-  g.use_token_cache = True
-  g.sampling.num_steps = 8
-  g.sampling.choice_temperature = 4.5
-  g.sampling.guidance_scale = 1.0
-  g.sampling.guidance_schedule = 'linear'
-  c.optim.learning_rate = 1e-3
+  common.set_vit(g.transformer, width=128, depth=4, num_heads=4)
+  g.sampling.choice_temperature = 4.5  # Gumbel noise on which positions stay masked
+  g.sampling.guidance_scale = 1.0  # classifier-free guidance
+  g.sampling.guidance_schedule = 'linear'  # guidance grows along the decoding steps
+  c.optim.learning_rate = 1e-3  # peak, after 100 warmup steps
   c.optim.warmup_steps = 100
   c.optim.weight_decay = 0.03
-  c.optim.ema_decay = 0.999
+  c.optim.ema_decay = 0.999  # EMA of the params (eval uses it)
   c.train.num_steps = 3000
   c.train.log_every = 100
-  c.train.eval_every = 1000
+  c.train.eval_every = 1000  # and at the end
   c.train.checkpoint_every = 1000
-  c.train.eval_num_images = -1
-  c.train.grid_num_images = 50
-  if 'runlocal' in args:
-    g.transformer.width, g.transformer.depth, g.transformer.num_heads = 32, 1, 2
+  c.train.eval_num_images = -1  # the whole test split
+  c.train.grid_num_images = 50  # 5 samples of each of the 10 classes
+  if 'runlocal' in variants:
+    common.runlocal_fmnist(c, [g.transformer], eval_batch_size=16, eval_num_images=20,
+                           grid_num_images=10)
     g.sampling.num_steps = 4
-    c.data.global_batch_size = 16
-    c.data.eval_batch_size = 16
-    c.train.num_steps = 4
-    c.train.log_every = 2
-    c.train.eval_every = 0
-    c.train.checkpoint_every = 2
-    c.train.eval_num_images = 20
-    c.train.grid_num_images = 10
-    c.optim.warmup_steps = 2
   return c

@@ -19,76 +19,49 @@ so that the whole comparison table trains in about an hour on 2 cores. Variants,
             steps (the spec's 1k would end the run mid-ramp); e.g. `:titok,crt`
 Results on the test split: README.md ("SelfBootTok", "CRT").
 """
+from configs import common
 from sbt_jax import config_defaults
 
-VARIANTS = {'runlocal', 'latent', 'soft', 'aligner', 'titok', 'titok16', 'crt'}
+VARIANTS = ('runlocal', 'latent', 'soft', 'aligner', 'titok', 'titok16', 'crt')
 
 
 def get_config(arg: str | None = None):
-  args = set(arg.split(',')) if arg else set()
-  unknown = args - VARIANTS
-  if unknown:
-    raise ValueError(f'Unknown variants {sorted(unknown)} for selfboottok_fmnist; '
-                     f'known: {sorted(VARIANTS)}')
+  variants = common.parse_variants(arg, VARIANTS, 'selfboottok_fmnist')
   c = config_defaults.base_config()
-  c.data.name = 'fashion_mnist_deb'
-  c.data.image_size = 28
-  c.data.channels = 1
-  c.data.global_batch_size = 64
+  # G = 8, encoder/decoder of width 64 and depth 3, 1,000 steps; eval only at the end (both
+  # modes over the whole test split).
+  common.fmnist_aligned_tokenizer(c, c.model.aligner)
   c.model.name = 'selfboottok'
-  c.model.patch_size = 4  # 7 x 7 = 49 patches
-  c.model.num_latent_tokens = 8
-  c.model.codebook_size = 256
-  c.model.token_dim = 12
-  c.model.num_local_tokens = 8
-  c.model.local_codebook_size = 256
+  c.model.num_local_tokens = 8  # L
+  c.model.local_codebook_size = 256  # the local tokens' own codebook
   c.model.local_token_dim = 12
-  for part in (c.model.encoder, c.model.decoder):
-    part.width, part.depth, part.num_heads = 64, 3, 2
-  c.model.aligner.width, c.model.aligner.depth, c.model.aligner.num_heads = 64, 2, 2
-  c.loss.lpips_weight = 0.0  # 4x the step cost on a CPU; eval still reports LPIPS
-  c.optim.learning_rate = 1e-3
-  c.optim.warmup_steps = 100
-  c.train.num_steps = 1000
-  c.train.log_every = 50
-  c.train.eval_every = 0  # only at the end (both modes over the whole test split)
-  c.train.checkpoint_every = 500
-  c.train.eval_num_images = -1
-  if 'latent' in args:
+  if 'latent' in variants:
     c.model.local_tokens = 'latent'
-  if 'soft' in args:
+  if 'soft' in variants:
     c.model.global_quantizer = 'soft'
-  if 'titok' in args or 'titok16' in args:
+  if 'titok' in variants or 'titok16' in variants:
     c.model.name = 'titok'
-    c.model.num_latent_tokens = 16 if 'titok16' in args else 8
-  if 'crt' in args:
+    c.model.num_latent_tokens = 16 if 'titok16' in variants else 8
+  if 'crt' in variants:
     c.crt.enabled = True
     c.crt.ramp_steps = 500
-  if 'aligner' in args:
+  if 'aligner' in variants:
     c.stage = 'aligner'
-    c.aligner.model.width, c.aligner.model.depth, c.aligner.model.num_heads = 128, 4, 4
-    c.aligner.phase1_steps = c.train.num_steps // 2
+    common.set_vit(c.aligner.model, width=128, depth=4, num_heads=4)
+    c.aligner.phase1_steps = c.train.num_steps // 2  # phase 1: 2D alignment loss only
     c.optim.weight_decay = 0.0
-  if 'runlocal' in args:
-    for part in (c.model.encoder, c.model.decoder, c.model.aligner, c.aligner.model):
-      part.width, part.depth, part.num_heads = 32, 1, 2
-    if 'aligner' in args:
-      c.aligner.model.width = 48
-    c.model.num_latent_tokens = 4
-    c.model.num_local_tokens = 4
-    c.model.codebook_size = 32
-    c.model.local_codebook_size = 32
-    c.model.ot.max_iterations = 100
-    c.data.global_batch_size = 16
-    c.data.eval_batch_size = 32
-    c.train.num_steps = 4
-    c.aligner.phase1_steps = 2
-    c.train.log_every = 2
-    c.train.checkpoint_every = 2
-    c.train.eval_num_images = 64
-    c.train.grid_num_images = 8
-    c.optim.warmup_steps = 2
-    c.crt.predictor.width, c.crt.predictor.num_heads = 32, 2
-    c.crt.ramp_steps = 2
-    c.crt.optim.warmup_steps = 1
+  if 'runlocal' in variants:
+    _runlocal(c, aligner_stage='aligner' in variants)
   return c
+
+
+def _runlocal(c, aligner_stage):
+  """Tiny models, G = L = 4 tokens from 32-entry codebooks, 4 steps."""
+  vits = [c.model.encoder, c.model.decoder, c.model.aligner, c.aligner.model]
+  common.runlocal_fmnist(c, vits, tokens=4, codebook=32, crt=True)
+  if aligner_stage:
+    c.aligner.model.width = 48
+  c.model.num_local_tokens = 4
+  c.model.local_codebook_size = 32
+  c.model.ot.max_iterations = 100
+  c.aligner.phase1_steps = 2

@@ -12,52 +12,38 @@ Variants: `aligner_b` | `aligner_l` (stage='aligner' with a B or L aligner), `so
 titok_imagenet256.py:crt), `runlocal` (tiny, for smoke tests). Our choices where the
 paper's are unknown (see ../shared/DESIGN.md); not yet trained by us: no measured metrics.
 """
+from configs import common
 from configs import titok_imagenet256
-from sbt_jax import config_defaults
 
-VARIANTS = {'aligner_b', 'aligner_l', 'soft', 'crt', 'runlocal'}
+VARIANTS = ('aligner_b', 'aligner_l', 'soft', 'crt', 'runlocal')
+# aligner variant: the size of the aligner trained in the aligner stage
+ALIGNER_SIZES = {'aligner_b': 'base', 'aligner_l': 'large'}
 
 
 def get_config(arg: str | None = None):
-  args = set(arg.split(',')) if arg else set()
-  unknown = args - VARIANTS
-  if unknown:
-    raise ValueError(f'Unknown variants {sorted(unknown)} for selfboottok_imagenet256; '
-                     f'known: {sorted(VARIANTS)}')
+  variants = common.parse_variants(arg, VARIANTS, 'selfboottok_imagenet256')
   c = titok_imagenet256.get_config('b64')  # data, optimizer, schedule, B encoder/decoder
   c.model.name = 'selfboottok'
-  c.model.num_latent_tokens = 64
-  c.model.num_local_tokens = 64
-  c.model.local_codebook_size = 4096
+  c.model.num_latent_tokens = 64  # G
+  c.model.num_local_tokens = 64  # L
+  c.model.local_codebook_size = 4096  # the local tokens' own codebook
   c.model.local_token_dim = 12
-  c.model.prototype_hidden = 256
-  width, depth, heads = config_defaults.MODEL_SIZES['small']
-  c.model.aligner.width, c.model.aligner.depth, c.model.aligner.num_heads = width, depth, heads
-  if 'soft' in args:
+  c.model.prototype_hidden = 256  # bottleneck of the slot-prototype MLP
+  common.set_vit(c.model.aligner, **common.vit_size('small'))
+  if 'soft' in variants:
     c.model.global_quantizer = 'soft'
-  if 'crt' in args:
+  if 'crt' in variants:
     titok_imagenet256.set_crt(c)
-  for size in ('b', 'l'):
-    if f'aligner_{size}' in args:
+  for variant, size in ALIGNER_SIZES.items():
+    if variant in variants:
       c.stage = 'aligner'
-      width, depth, heads = config_defaults.MODEL_SIZES['base' if size == 'b' else 'large']
-      c.aligner.model.width, c.aligner.model.depth, c.aligner.model.num_heads = (
-          width, depth, heads)
+      common.set_vit(c.aligner.model, **common.vit_size(size))
       c.train.num_steps = 200_000
-      c.aligner.phase1_steps = 50_000
-  if 'runlocal' in args:
-    for part in (c.model.encoder, c.model.decoder, c.model.aligner, c.aligner.model):
-      part.width, part.depth, part.num_heads = 64, 1, 2
-    c.model.num_latent_tokens = 8
+      c.aligner.phase1_steps = 50_000  # phase 1: 2D alignment loss only
+  if 'runlocal' in variants:
+    vits = [c.model.encoder, c.model.decoder, c.model.aligner, c.aligner.model]
+    common.runlocal_imagenet256(c, vits, tokens=8, codebook=64, crt=True)
     c.model.num_local_tokens = 8
-    c.model.codebook_size = 64
     c.model.local_codebook_size = 64
-    c.crt.predictor.width, c.crt.predictor.num_heads = 64, 2
-    c.data.global_batch_size = 8
-    c.data.eval_batch_size = 8
-    c.data.worker_count = 0
-    c.train.num_steps = 2
     c.aligner.phase1_steps = 1
-    c.train.eval_every = -1
-    c.train.checkpoint_every = 2
   return c

@@ -14,53 +14,23 @@ Measured (1,000 steps, 17 min on the shared 2-core CPU; first 2,000 test images)
 / 14.63; r = 0.7 20 tokens, 16.96 / 0.243 / 20.56; r = 1 (global ids only) 8 tokens, 14.83
 / 0.310 / 28.07. Full table: README.md ("TaTok").
 """
+from configs import common
 from sbt_jax import config_defaults
 
-VARIANTS = {'runlocal'}
+VARIANTS = ('runlocal',)
 
 
 def get_config(arg: str | None = None):
-  args = set(arg.split(',')) if arg else set()
-  unknown = args - VARIANTS
-  if unknown:
-    raise ValueError(f'Unknown variants {sorted(unknown)} for tatok_fmnist; '
-                     f'known: {sorted(VARIANTS)}')
+  variants = common.parse_variants(arg, VARIANTS, 'tatok_fmnist')
   c = config_defaults.base_config()
-  c.data.name = 'fashion_mnist_deb'
-  c.data.image_size = 28
-  c.data.channels = 1
-  c.data.global_batch_size = 64
+  # G = 8, encoder/decoder of width 64 and depth 3, 1,000 steps; eval only at the end.
+  common.fmnist_aligned_tokenizer(c, c.model.tatok.aligner)
   c.model.name = 'tatok'
-  c.model.patch_size = 4  # 7 x 7 = 49 patch tokens at r = 0
-  c.model.num_latent_tokens = 8
-  c.model.codebook_size = 256
-  c.model.token_dim = 12
+  # Up to 7 x 7 = 49 patch tokens (r = 0), quantized with their own codebook.
   c.model.tatok.patch_codebook_size = 256
   c.model.tatok.patch_token_dim = 12
-  for part in (c.model.encoder, c.model.decoder):
-    part.width, part.depth, part.num_heads = 64, 3, 2
-  a = c.model.tatok.aligner
-  a.width, a.depth, a.num_heads = 64, 2, 2
-  c.loss.lpips_weight = 0.0  # 4x the step cost on a CPU; eval still reports LPIPS
-  c.optim.learning_rate = 1e-3
-  c.optim.warmup_steps = 100
-  c.train.num_steps = 1000
-  c.train.log_every = 50
-  c.train.eval_every = 0  # only at the end
-  c.train.checkpoint_every = 500
-  c.train.eval_num_images = -1
-  if 'runlocal' in args:
-    for part in (c.model.encoder, c.model.decoder, c.model.tatok.aligner):
-      part.width, part.depth, part.num_heads = 32, 1, 2
-    c.model.num_latent_tokens = 4
-    c.model.codebook_size = 32
+  if 'runlocal' in variants:
+    vits = [c.model.encoder, c.model.decoder, c.model.tatok.aligner]
+    common.runlocal_fmnist(c, vits, tokens=4, codebook=32)
     c.model.tatok.patch_codebook_size = 32
-    c.data.global_batch_size = 16
-    c.data.eval_batch_size = 32
-    c.train.num_steps = 4
-    c.train.log_every = 2
-    c.train.checkpoint_every = 2
-    c.train.eval_num_images = 64
-    c.train.grid_num_images = 8
-    c.optim.warmup_steps = 2
   return c

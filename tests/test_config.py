@@ -1,4 +1,5 @@
 """Configs: locked keys, types, cross-field validation, variants, CLI errors."""
+import importlib
 import subprocess
 import sys
 
@@ -6,8 +7,13 @@ import ml_collections
 from ml_collections import config_flags  # pylint: disable=unused-import
 import pytest
 
+from configs import common
 from configs import titok_fmnist
 from sbt_jax import config_defaults
+
+CONFIGS = ('titok_fmnist', 'selfboottok_fmnist', 'tatok_fmnist', 'generator_fmnist',
+           'titok_imagenet256', 'selfboottok_imagenet256', 'tatok_imagenet256',
+           'generator_imagenet256')
 
 
 def test_unknown_key_is_an_error():
@@ -48,6 +54,37 @@ def test_variants():
   assert titok_fmnist.get_config('bf16,runlocal').model.compute_dtype == 'bfloat16'
   with pytest.raises(ValueError, match='Unknown variants'):
     titok_fmnist.get_config('huge')
+
+
+@pytest.mark.parametrize('module', CONFIGS)
+def test_every_config_rejects_an_unknown_variant_and_stays_locked(module):
+  get_config = importlib.import_module(f'configs.{module}').get_config
+  c = get_config(None)
+  with pytest.raises(AttributeError):
+    c.train.num_stepz = 3
+  message = rf"^Unknown variants \['nope'\] for {module}; known: \[.*'runlocal'.*\]$"
+  with pytest.raises(ValueError, match=message):
+    get_config('runlocal,nope')
+
+
+def test_parse_variants():
+  assert common.parse_variants('a,b', ('a', 'b', 'c'), 'x') == {'a', 'b'}
+  assert common.parse_variants('', ('a',), 'x') == set()
+  assert common.parse_variants(None, ('a', 'b'), 'x', default=('b',)) == {'b'}
+  with pytest.raises(ValueError) as e:
+    common.parse_variants('a,zz,yy', ('b', 'a'), 'cfg')
+  assert str(e.value) == "Unknown variants ['yy', 'zz'] for cfg; known: ['a', 'b']"
+  with pytest.raises(ValueError, match=r"Unknown variants \[''\]"):
+    common.parse_variants('a,', ('a',), 'cfg')
+
+
+def test_pick_one():
+  assert common.pick_one({'a', 'x'}, ('a', 'b'), 'cfg') == 'a'
+  assert common.pick_one({'x'}, ('a', 'b'), 'cfg', required=False) is None
+  with pytest.raises(ValueError, match='exactly one'):
+    common.pick_one({'x'}, ('a', 'b'), 'cfg')
+  with pytest.raises(ValueError, match='at most one'):
+    common.pick_one({'a', 'b'}, ('a', 'b'), 'cfg', required=False)
 
 
 @pytest.mark.parametrize('override,message', [

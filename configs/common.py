@@ -1,0 +1,152 @@
+"""What the configs in this folder share, so that each file says only what is its own.
+
+Variant parsing (`file.py:a,b`), ViT sizes, the Fashion-MNIST and ImageNet-256 data and
+schedule blocks, the generator stage, and the `runlocal` shrink (tiny models, a few steps)
+that tests and smoke runs use. Every helper sets fields of a `base_config()`; none adds keys.
+"""
+from sbt_jax import config_defaults
+
+
+def parse_variants(arg, known, config_name, default=()):
+  """'a,b' -> {'a', 'b'} ('' or None: set(default)); one ValueError line for unknown ones."""
+  variants = set(arg.split(',')) if arg else set(default)
+  unknown = variants - set(known)
+  if unknown:
+    raise ValueError(f'Unknown variants {sorted(unknown)} for {config_name}; '
+                     f'known: {sorted(known)}')
+  return variants
+
+
+def pick_one(variants, choices, config_name, required=True):
+  """The one of `choices` among `variants` (None if none and not required)."""
+  picked = variants & set(choices)
+  if len(picked) > 1 or (required and not picked):
+    how_many = 'exactly' if required else 'at most'
+    raise ValueError(f'{config_name} variants {sorted(variants)}: pick {how_many} one of '
+                     f'{sorted(choices)}')
+  return picked.pop() if picked else None
+
+
+def vit_size(name):
+  """config_defaults.MODEL_SIZES[name] as set_vit's keyword arguments."""
+  width, depth, num_heads = config_defaults.MODEL_SIZES[name]
+  return dict(width=width, depth=depth, num_heads=num_heads)
+
+
+def set_vit(*vits, width, depth, num_heads):
+  """Gives each ViT section (encoder, decoder, aligner, ...) these sizes."""
+  for vit in vits:
+    vit.width, vit.depth, vit.num_heads = width, depth, num_heads
+
+
+def fmnist_data(c, batch_size, eval_batch_size=250):
+  """Fashion-MNIST from TFDS, 28x28 grayscale."""
+  c.data.name = 'fashion_mnist_deb'
+  c.data.image_size = 28
+  c.data.channels = 1
+  c.data.global_batch_size = batch_size
+  c.data.eval_batch_size = eval_batch_size
+
+
+def fmnist_tokenizer(c, num_steps, eval_every):
+  """A tokenizer that trains on a 2-core CPU in minutes: 7 x 7 patches, no LPIPS in the loss."""
+  fmnist_data(c, batch_size=64)
+  c.model.patch_size = 4  # 7 x 7 = 49 patches
+  c.model.codebook_size = 256
+  c.model.token_dim = 12
+  c.loss.lpips_weight = 0.0  # 4x the step cost on a CPU; eval still reports LPIPS
+  c.optim.learning_rate = 1e-3
+  c.optim.warmup_steps = 100
+  c.train.num_steps = num_steps
+  c.train.log_every = 50
+  c.train.eval_every = eval_every  # 0: only at the end
+  c.train.checkpoint_every = 500
+  c.train.eval_num_images = -1  # the whole test split (10,000 images)
+
+
+def fmnist_aligned_tokenizer(c, aligner):
+  """SelfBootTok and TaTok on Fashion-MNIST: G = 8, width-64 ViTs, eval only at the end."""
+  fmnist_tokenizer(c, num_steps=1000, eval_every=0)
+  c.model.num_latent_tokens = 8
+  set_vit(c.model.encoder, c.model.decoder, width=64, depth=3, num_heads=2)
+  set_vit(aligner, width=64, depth=2, num_heads=2)  # the aligner of the second token kind
+
+
+def imagenet256_data(c, batch_size, eval_batch_size):
+  """ImageNet-2012 prepared by TFDS (array_record) at 256x256 RGB; eval on validation."""
+  c.data.name = 'imagenet2012'
+  c.data.train_split = 'train'
+  c.data.eval_split = 'validation'
+  c.data.image_size = 256
+  c.data.channels = 3
+  c.data.global_batch_size = batch_size
+  c.data.eval_batch_size = eval_batch_size
+  c.data.read_threads = 16
+  # JPEG decoding and resizing need worker processes at this scale (main runs under absl).
+  c.data.worker_count = 8
+
+
+def imagenet256_schedule(c, num_steps):
+  """A paper-scale run: 10k warmup steps, eval on 10k validation images every 10k steps."""
+  c.optim.warmup_steps = 10_000
+  c.train.num_steps = num_steps
+  c.train.log_every = 100
+  c.train.eval_every = 10_000
+  c.train.eval_num_images = 10_000
+  c.train.checkpoint_every = 5_000
+  c.train.keep_checkpoints = 3
+
+
+def generator_stage(c, kind, num_classes):
+  """stage='generator' on cached token ids, with TiTok's label drop and smoothing."""
+  c.stage = 'generator'
+  g = c.generator
+  g.type = kind  # 'maskgit' or 'ar'
+  g.num_classes = num_classes
+  g.label_drop = 0.1  # null-class labels, for classifier-free guidance
+  g.label_smoothing = 0.1
+  g.use_token_cache = True  # encode each split once (<workdir>/token_cache)
+  g.sampling.num_steps = 8  # MaskGIT decoding steps
+
+
+def runlocal(c, vits, width, crt, tokens, codebook):
+  """What every `runlocal` shrinks: one-block ViTs, a checkpoint every 2 steps.
+
+  crt: also narrow the CRT predictor (configs with a `crt` variant; its depth stays 2).
+  tokens, codebook: the global tokens per image and codebook entries (None: unchanged).
+  """
+  set_vit(*vits, width=width, depth=1, num_heads=2)
+  if crt:
+    c.crt.predictor.width, c.crt.predictor.num_heads = width, 2
+  if tokens is not None:
+    c.model.num_latent_tokens = tokens
+  if codebook is not None:
+    c.model.codebook_size = codebook
+  c.data.worker_count = 0  # decode in the main process
+  c.train.checkpoint_every = 2
+
+
+def runlocal_fmnist(c, vits, tokens=None, codebook=None, crt=False, eval_batch_size=32,
+                    eval_num_images=64, grid_num_images=8):
+  """`runlocal` of a Fashion-MNIST config: 4 steps of 16 images, eval only at the end."""
+  runlocal(c, vits, width=32, crt=crt, tokens=tokens, codebook=codebook)
+  c.data.global_batch_size = 16
+  c.data.eval_batch_size = eval_batch_size
+  c.train.num_steps = 4
+  c.train.log_every = 2
+  c.train.eval_every = 0
+  c.train.eval_num_images = eval_num_images
+  c.train.grid_num_images = grid_num_images
+  c.optim.warmup_steps = 2
+  if crt:
+    c.crt.ramp_steps = 2
+    c.crt.optim.warmup_steps = 1
+
+
+def runlocal_imagenet256(c, vits, tokens=None, codebook=None, crt=False):
+  """`runlocal` of an ImageNet-256 config: 2 steps of 8 images, no eval, width-64 ViTs."""
+  runlocal(c, vits, width=64, crt=crt, tokens=tokens, codebook=codebook)
+  c.data.global_batch_size = 8
+  c.data.eval_batch_size = 8
+  c.train.num_steps = 2
+  c.train.eval_every = -1
