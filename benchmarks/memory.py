@@ -102,7 +102,7 @@ def main(argv=None):
   m = base.model
   common = {
       'config': args.config, 'config_source': source, 'batch': args.batch,
-      'model': (f'titok p{m.patch_size} G{m.num_latent_tokens} K{m.codebook_size} '
+      'model': (f'titok p{m.patch_size} G{m.num_global_tokens} K{m.codebook_size} '
                 f'enc{m.encoder.width}x{m.encoder.depth} dec{m.decoder.width}x'
                 f'{m.decoder.depth} {base.data.image_size}x{base.data.image_size}x'
                 f'{base.data.channels}'),

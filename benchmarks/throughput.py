@@ -185,7 +185,7 @@ def main(argv=None):
   common = {
       'config': args.config,
       'config_source': config_source,
-      'model': (f'titok p{m.patch_size} G{m.num_latent_tokens} K{m.codebook_size} '
+      'model': (f'titok p{m.patch_size} G{m.num_global_tokens} K{m.codebook_size} '
                 f'T{m.token_dim} enc{m.encoder.width}x{m.encoder.depth}h{m.encoder.num_heads}'
                 f' dec{m.decoder.width}x{m.decoder.depth}h{m.decoder.num_heads} '
                 f'mlp{m.encoder.mlp_ratio} {config.data.image_size}x{config.data.image_size}x'

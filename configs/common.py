@@ -67,7 +67,7 @@ def fmnist_tokenizer(c, num_steps, eval_every):
 def fmnist_aligned_tokenizer(c, aligner):
   """SelfBootTok and TaTok on Fashion-MNIST: G = 8, width-64 ViTs, eval only at the end."""
   fmnist_tokenizer(c, num_steps=1000, eval_every=0)
-  c.model.num_latent_tokens = 8
+  c.model.num_global_tokens = 8
   set_vit(c.model.encoder, c.model.decoder, width=64, depth=3, num_heads=2)
   set_vit(aligner, width=64, depth=2, num_heads=2)  # the aligner of the second token kind
 
@@ -119,7 +119,7 @@ def runlocal(c, vits, width, crt, tokens, codebook):
   if crt:
     c.crt.predictor.width, c.crt.predictor.num_heads = width, 2
   if tokens is not None:
-    c.model.num_latent_tokens = tokens
+    c.model.num_global_tokens = tokens
   if codebook is not None:
     c.model.codebook_size = codebook
   c.data.worker_count = 0  # decode in the main process

@@ -41,7 +41,7 @@ def get_config(arg: str | None = None):
     c.model.global_quantizer = 'soft'
   if 'titok' in variants or 'titok16' in variants:
     c.model.name = 'titok'
-    c.model.num_latent_tokens = 16 if 'titok16' in variants else 8
+    c.model.num_global_tokens = 16 if 'titok16' in variants else 8
   if 'crt' in variants:
     c.crt.enabled = True
     c.crt.ramp_steps = 500

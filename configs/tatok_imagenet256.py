@@ -17,7 +17,7 @@ def get_config(arg: str | None = None):
   variants = common.parse_variants(arg, VARIANTS, 'tatok_imagenet256')
   c = titok_imagenet256.get_config('b64')  # data, optimizer, schedule, B encoder/decoder
   c.model.name = 'tatok'
-  c.model.num_latent_tokens = 32  # G
+  c.model.num_global_tokens = 32  # G
   c.model.tatok.patch_codebook_size = 4096
   c.model.tatok.patch_token_dim = 12
   common.set_vit(c.model.tatok.aligner, **common.vit_size('small'))

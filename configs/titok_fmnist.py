@@ -21,7 +21,7 @@ def get_config(arg: str | None = None):
   variants = common.parse_variants(arg, VARIANTS, 'titok_fmnist')
   c = config_defaults.base_config()
   common.fmnist_tokenizer(c, num_steps=1500, eval_every=500)
-  c.model.num_latent_tokens = 16  # K
+  c.model.num_global_tokens = 16  # K
   common.set_vit(c.model.encoder, c.model.decoder, width=128, depth=4, num_heads=4)
   c.model.compute_dtype = 'bfloat16' if 'bf16' in variants else 'float32'  # matmul operands
   if 'crt' in variants:

@@ -33,7 +33,7 @@ def get_config(arg: str | None = None):
   c = config_defaults.base_config()
   common.imagenet256_data(c, batch_size=256, eval_batch_size=256)
   c.model.patch_size = 16  # 16 x 16 = 256 patches
-  c.model.num_latent_tokens = tokens  # K
+  c.model.num_global_tokens = tokens  # K
   c.model.codebook_size = 4096
   c.model.token_dim = 12  # dimension of a quantized token
   common.set_vit(c.model.encoder, c.model.decoder, **common.vit_size(size))

@@ -107,7 +107,7 @@ def test_imagenet_configs_match_the_paper_sizes(variant, tokens, width):
   from configs import titok_imagenet256  # pylint: disable=g-import-not-at-top
   c = titok_imagenet256.get_config(variant)
   config_defaults.validate(c)
-  assert (c.model.num_latent_tokens, c.model.encoder.width, c.data.image_size) == (
+  assert (c.model.num_global_tokens, c.model.encoder.width, c.data.image_size) == (
       tokens, width, 256)
   with pytest.raises(ValueError, match='exactly one'):
     titok_imagenet256.get_config('s128,b64')

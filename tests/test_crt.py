@@ -164,7 +164,7 @@ def test_step_on_eight_devices_matches_one_device_and_restores(grads_on_off, tmp
   tok = inference.Tokenizer(workdir)
   images = test_train_step._batch(4)['image']
   ids = tok.encode(images)
-  assert ids.shape == (4, c.model.num_latent_tokens)
+  assert ids.shape == (4, c.model.num_global_tokens)
   decoded = tok.decode(ids)
   assert decoded.shape == images.shape and np.isfinite(decoded).all()
 
@@ -183,13 +183,13 @@ def test_selfboottok_trains_crt_on_its_global_tokens():
   assert float(optax.tree.norm(grads['encoder'])) > 0
   assert float(optax.tree.norm(crt_grads)) > 0
   # The predictor reads the G global tokens (G - 1 positions), not the L local ones.
-  assert state.model_state['crt']['params']['pos_embed'].shape[0] == c.model.num_latent_tokens - 1
+  assert state.model_state['crt']['params']['pos_embed'].shape[0] == c.model.num_global_tokens - 1
 
 
 def test_prediction_of_token_i_sees_only_tokens_before_it():
   c = _titok_config()
   predictor = crt_model.build_predictor(c)
-  z = jax.random.normal(jax.random.key(0), (2, c.model.num_latent_tokens, c.model.token_dim))
+  z = jax.random.normal(jax.random.key(0), (2, c.model.num_global_tokens, c.model.token_dim))
   params = jax.jit(predictor.init)(jax.random.key(1), z)['params']  # eager init is slow
   apply = jax.jit(lambda z: predictor.apply({'params': params}, z))
   k = 4
@@ -209,7 +209,7 @@ def test_crt_variants_validate_and_build(module, variant):
   crt = crt_lib.CrtRegularizer(c)
   boxed = jax.eval_shape(crt.boxed_state, jax.random.key(0))
   pos = boxed['params']['pos_embed'].value
-  assert pos.shape == (c.model.num_latent_tokens - 1, c.crt.predictor.width)
+  assert pos.shape == (c.model.num_global_tokens - 1, c.crt.predictor.width)
 
 
 def test_bad_crt_config_is_named():

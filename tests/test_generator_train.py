@@ -196,9 +196,9 @@ def test_generator_on_selfboottok_global_ids_with_swapped_aligner(
   for aligner in (None, tiny_aligner_workdir):
     gen = restored.RestoredGenerator(workdir, aligner_workdir=aligner,
                                      sampling_overrides={'batch_size': 8})
-    assert gen.adapter.num_tokens == sbt_config.model.num_latent_tokens  # G, never G + L
+    assert gen.adapter.num_tokens == sbt_config.model.num_global_tokens  # G, never G + L
     samples.append(gen.sample(np.arange(8) % 10, seed=0))
   (images_a, ids_a), (images_b, ids_b) = samples
-  assert ids_a.shape == (8, sbt_config.model.num_latent_tokens)
+  assert ids_a.shape == (8, sbt_config.model.num_global_tokens)
   np.testing.assert_array_equal(ids_a, ids_b)  # the same generator, the same global ids
   assert not np.array_equal(images_a, images_b)  # another aligner: other local ids/images

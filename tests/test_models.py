@@ -55,7 +55,7 @@ def test_titok_shapes_and_decode_paths_agree():
   c, model, params, x = _model_and_params()
   recon, aux = model.apply(params, x)
   chex.assert_shape(recon, x.shape)
-  chex.assert_shape(aux['ids'], (2, c.model.num_latent_tokens))
+  chex.assert_shape(aux['ids'], (2, c.model.num_global_tokens))
   from_ids = model.apply(params, aux['ids'], method='decode_ids')
   np.testing.assert_allclose(np.asarray(from_ids), np.asarray(recon), atol=1e-5)
   # Every image position depends on the tokens: changing one id changes the output.

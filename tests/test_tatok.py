@@ -134,30 +134,30 @@ def test_training_run_and_api(tatok_run):
   """The run's eval, then the restored API at several rates and its errors."""
   from sbt_jax import inference  # pylint: disable=g-import-not-at-top
   c, workdir, results = tatok_run
-  assert c.model.num_latent_tokens < results['eval/tokens_per_image'] <= (
-      c.model.num_latent_tokens + 49)
+  assert c.model.num_global_tokens < results['eval/tokens_per_image'] <= (
+      c.model.num_global_tokens + 49)
   assert np.isfinite(results['eval/psnr']) and results['eval/patch_codes_used'] > 0
 
   tok = inference.Tokenizer(workdir)
   x = test_train_step._batch(5, seed=3)['image']
   full = tok.encode(x, rate=0.0)
-  assert full.shape == (5, c.model.num_latent_tokens + 49) and (full >= 0).all()
+  assert full.shape == (5, c.model.num_global_tokens + 49) and (full >= 0).all()
   ids = tok.encode(x, rate=0.6)
-  kept = (ids[:, c.model.num_latent_tokens:] >= 0).sum(1)
+  kept = (ids[:, c.model.num_global_tokens:] >= 0).sum(1)
   assert (kept < 49).all()
-  m = c.model.num_latent_tokens + int(kept.max())
+  m = c.model.num_global_tokens + int(kept.max())
   np.testing.assert_allclose(tok.decode(ids[:, :m]), tok.decode(ids), atol=1e-6)
   assert np.abs(tok.decode(full) - tok.decode(ids)).max() > 0
   with pytest.raises(ValueError, match='rate'):
     tok.encode(x, rate=1.5)
   with pytest.raises(ValueError, match='-1 padding'):
     bad = ids.copy()
-    bad[:, c.model.num_latent_tokens] = -1
-    bad[:, c.model.num_latent_tokens + 1] = 3
+    bad[:, c.model.num_global_tokens] = -1
+    bad[:, c.model.num_global_tokens + 1] = 3
     tok.decode(bad)
   with pytest.raises(ValueError, match='patch ids'):
     shifted = ids.copy()
-    shifted[:, c.model.num_latent_tokens] += 100
+    shifted[:, c.model.num_global_tokens] += 100
     tok.decode(shifted)
 
 
@@ -215,7 +215,7 @@ def test_ar_generator_on_tatok_ids(tatok_run, fmnist_data_dir, tmp_path):
   cache = [f for f in os.listdir(os.path.join(workdir, 'token_cache')) if 'test' in f]
   with np.load(os.path.join(workdir, 'token_cache', cache[0])) as data:
     ids, tokenizer = data['ids'], str(data['tokenizer'])
-  g = tok_config.model.num_latent_tokens
+  g = tok_config.model.num_global_tokens
   assert ids.shape[1] == g + 49 and 'rate=0.5' in tokenizer
   assert (ids[:, :g] >= 0).all() and (ids[:, :g] < tok_config.model.codebook_size).all()
   patch = ids[:, g:]
