@@ -107,56 +107,6 @@ def test_ema_decay_warms_up():
   assert float(state_lib.ema_decay_at(jnp.array(100000), 0.999)) == np.float32(0.999)
 
 
-# x[B, L, D] . w for every dot form the models use, and one outside the dense form.
-_DOT_CASES = {
-    'dense': ((((2,), (0,)), ((), ())), (16, 24)),          # w[D, F]: C=16 <= N=24
-    'qkv': ((((2,), (0,)), ((), ())), (16, 3, 2, 4)),       # w[D, 3, H, K]: C=16 <= N=24
-    'out': ((((1, 2), (0, 1)), ((), ())), (6, 16, 5)),      # w[L, D, F]: C=96 > N=5
-    'other': ((((1,), (0,)), ((), ())), (6, 7)),            # contracts a middle dim
-}
-
-
-def _dot_grads(dtype):
-  """(name, grads of vit.matmul_dot_general(dtype), float32 autodiff grads) per case."""
-  from sbt_jax.models import vit  # pylint: disable=g-import-not-at-top
-  x = jax.random.normal(jax.random.key(0), (2, 6, 16))
-  ours = vit.matmul_dot_general(dtype)
-  ref = functools.partial(jax.lax.dot_general, precision=jax.lax.Precision.HIGHEST)
-  for name, (dn, shape) in _DOT_CASES.items():
-    w = jax.random.normal(jax.random.key(1), shape) / 4
-    def loss(x, w, dot, dn=dn):
-      y = dot(x, w, dn)
-      return jnp.sum(jnp.sin(y) * jnp.arange(y.size).reshape(y.shape) / y.size)
-    got = jax.jit(jax.grad(functools.partial(loss, dot=ours), argnums=(0, 1)))(x, w)
-    want = jax.grad(functools.partial(loss, dot=ref), argnums=(0, 1))(x, w)
-    yield name, got, want
-
-
-def test_bfloat16_dense_gradients_are_bf16_products_close_to_float32():
-  """The bf16 dot's custom backward (bf16 cotangent, float32-accumulated transposes) gives
-  the float32 gradients up to bf16 rounding, for Dense and both DenseGeneral forms, and
-  for a contraction outside the dense form (JAX's own transposes)."""
-  for name, got, want in _dot_grads(jnp.bfloat16):
-    for g, r in zip(got, want):
-      assert g.dtype == jnp.float32 and g.shape == r.shape, name
-      scale = float(jnp.abs(r).max())
-      np.testing.assert_allclose(np.asarray(g), np.asarray(r), atol=0.03 * scale,
-                                 err_msg=name)
-    # Not a float32 computation in disguise: bf16 rounding shows.
-    assert float(jnp.abs(got[1] - want[1]).max()) > 0, name
-
-
-def test_float32_dense_gradients_match_autodiff():
-  """The float32 dot's custom backward (on CPU: weight gradients as row-major products of an
-  explicitly transposed operand) equals autodiff of lax.dot_general, for weight gradients
-  with fewer (dense, qkv) and more (out) input than output features."""
-  for name, got, want in _dot_grads(jnp.float32):
-    for g, r in zip(got, want):
-      assert g.dtype == jnp.float32 and g.shape == r.shape, name
-      np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-5,
-                                 atol=1e-5 * float(jnp.abs(r).max()), err_msg=name)
-
-
 @pytest.mark.parametrize('remat_policy,scan_layers,masked,impl', [
     ('full', False, True, 'chunked'), ('none', True, False, 'xla')])
 def test_transformer_keep_equals_the_full_output_sliced(remat_policy, scan_layers, masked,
@@ -185,29 +135,3 @@ def test_transformer_keep_equals_the_full_output_sliced(remat_policy, scan_layer
   assert kept.shape == full.shape == (2, 3, 16)
   np.testing.assert_allclose(np.asarray(kept), np.asarray(full), atol=1e-5, rtol=1e-5)
   chex.assert_trees_all_close(g_kept, g_full, atol=1e-5, rtol=1e-5)
-
-
-def test_gelu_matches_flax_gelu_values_and_gradients():
-  """vit.gelu (backward recomputes tanh from x) against nn.gelu (tanh approximation)."""
-  from sbt_jax.models import vit  # pylint: disable=g-import-not-at-top
-  x = jnp.linspace(-8.0, 8.0, 4001)
-  np.testing.assert_allclose(vit.gelu(x), nn.gelu(x), atol=1e-6)
-  grad = lambda f: jax.jit(jax.vmap(jax.grad(f)))(x)  # pylint: disable=unnecessary-lambda-assignment
-  np.testing.assert_allclose(grad(vit.gelu), grad(nn.gelu), atol=1e-5)
-
-
-def test_layer_norm_matches_flax_layer_norm_values_and_gradients():
-  """vit.LayerNorm (hand-written backward) against nn.LayerNorm: same params, same output,
-  same gradients for x, scale and bias."""
-  from sbt_jax.models import vit  # pylint: disable=g-import-not-at-top
-  x = jax.random.normal(jax.random.key(0), (2, 5, 16)) * 3.0 + 1.0
-  ours, ref = vit.layer_norm(), nn.LayerNorm(epsilon=1e-6, dtype=jnp.float32)
-  params = nn.meta.unbox(ours.init(jax.random.key(1), x))
-  params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(3), p.shape), params)
-  chex.assert_trees_all_equal_shapes(params, ref.init(jax.random.key(1), x))
-  w = jax.random.normal(jax.random.key(2), x.shape)
-  out = ours.apply(params, x)
-  np.testing.assert_allclose(np.asarray(out), np.asarray(ref.apply(params, x)), atol=1e-5)
-  grads = jax.grad(lambda p, x: jnp.sum(ours.apply(p, x) * w), argnums=(0, 1))(params, x)
-  ref_grads = jax.grad(lambda p, x: jnp.sum(ref.apply(p, x) * w), argnums=(0, 1))(params, x)
-  chex.assert_trees_all_close(grads, ref_grads, atol=1e-5, rtol=1e-5)

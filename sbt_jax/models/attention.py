@@ -9,7 +9,8 @@
   When one example's float32 scores [H, L, S] exceed SCORE_BLOCK_BYTES its heads are split
   into groups (see head_groups). Operands are laid out head-major once, outside the loop
   (k also transposed), so that every product in the loop is a row-major batched matmul.
-'auto' picks 'chunked' on CPU and 'xla' elsewhere.
+'auto' picks 'chunked' on CPU and 'xla' elsewhere (cpu_kernels.enabled(), the model code's
+one backend check).
 
 Matmul operands are cast to `dtype` (float32 or bfloat16) and accumulate in float32; the
 softmax and the output are float32. Masks are boolean, broadcastable to [B, H, L, S].
@@ -19,6 +20,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from sbt_jax.models import cpu_kernels
+
 IMPLS = ('auto', 'xla', 'chunked')
 _NEG = -1e30
 
@@ -27,7 +30,7 @@ def resolve_impl(impl: str) -> str:
   if impl not in IMPLS:
     raise ValueError(f'attention impl {impl!r}; expected one of {IMPLS}')
   if impl == 'auto':
-    return 'chunked' if jax.default_backend() == 'cpu' else 'xla'
+    return 'chunked' if cpu_kernels.enabled() else 'xla'
   return impl
 
 

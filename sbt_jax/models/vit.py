@@ -4,8 +4,6 @@ Parameters carry logical axis names ('embed', 'mlp', 'heads', 'kv'); the mesh ru
 config map them to mesh axes. `dtype` is the dtype of matmul operands (float32 or bfloat16);
 params, accumulation, residual stream, LayerNorm and softmax stay float32.
 """
-import functools
-import math
 from typing import Any, Optional, Tuple
 
 import flax.linen as nn
@@ -13,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from sbt_jax.models import attention as attention_lib
+from sbt_jax.models import cpu_kernels
 
 Dtype = Any
 
@@ -27,39 +26,21 @@ def zeros_init(*names):
 
 _LN_EPS = 1e-6
 
+# Each op below runs a kernel of cpu_kernels on the CPU backend (cpu_kernels.enabled(), at
+# trace time) and plain JAX/Flax code, differentiated by JAX, on every other backend.
 
-@jax.custom_vjp
+
 def _layer_norm(x_BxLxD, scale_D, bias_D):
-  return _layer_norm_fwd(x_BxLxD, scale_D, bias_D)[0]
-
-
-def _layer_norm_fwd(x_BxLxD, scale_D, bias_D):
+  if cpu_kernels.enabled():
+    return cpu_kernels.layer_norm(x_BxLxD, scale_D, bias_D, _LN_EPS)
   xc_BxLxD = x_BxLxD - jnp.mean(x_BxLxD, -1, keepdims=True)
   rstd_BxLx1 = jax.lax.rsqrt(jnp.mean(xc_BxLxD * xc_BxLxD, -1, keepdims=True) + _LN_EPS)
-  xhat_BxLxD = xc_BxLxD * rstd_BxLx1
-  return xhat_BxLxD * scale_D + bias_D, (xhat_BxLxD, rstd_BxLx1, scale_D)
-
-
-def _layer_norm_bwd(res, g_BxLxD):
-  """The two row means of the input gradient are matrix-vector products with `scale`.
-  Written as reductions of g * scale (what autodiff of nn.LayerNorm gives), XLA:CPU
-  materialises scale broadcast to [B, L, D] for each reduction; this saves those passes."""
-  xhat_BxLxD, rstd_BxLx1, scale_D = res
-  d = g_BxLxD.shape[-1]
-  gx_BxLxD = g_BxLxD * xhat_BxLxD
-  mean_g_BxLx1 = jnp.dot(g_BxLxD, scale_D)[..., None] / d
-  mean_gx_BxLx1 = jnp.dot(gx_BxLxD, scale_D)[..., None] / d
-  dx_BxLxD = rstd_BxLx1 * (g_BxLxD * scale_D - mean_g_BxLx1 - xhat_BxLxD * mean_gx_BxLx1)
-  rows = tuple(range(g_BxLxD.ndim - 1))
-  return dx_BxLxD, jnp.sum(gx_BxLxD, rows), jnp.sum(g_BxLxD, rows)
-
-
-_layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
+  return xc_BxLxD * rstd_BxLx1 * scale_D + bias_D
 
 
 class LayerNorm(nn.Module):
-  """LayerNorm over the last axis in float32 (epsilon 1e-6), with nn.LayerNorm's parameter
-  names ('scale', 'bias'), and a hand-written backward pass (see _layer_norm_bwd)."""
+  """LayerNorm over the last axis in float32 (epsilon 1e-6, two-pass variance), with
+  nn.LayerNorm's parameter names ('scale', 'bias')."""
 
   @nn.compact
   def __call__(self, x):
@@ -75,114 +56,25 @@ def layer_norm(name=None):
   return LayerNorm(name=name)
 
 
-_tanh_gelu = functools.partial(jax.nn.gelu, approximate=True)
-
-
-@jax.custom_vjp
 def gelu(x):
-  """tanh-approximate GELU (nn.gelu's default) with a backward pass that keeps only x.
-
-  Autodiff of nn.gelu saves tanh(.) for the backward pass, so in a train step the forward
-  pass writes and the backward reads one more [B, L, mlp_dim] float32 array per block, and
-  XLA cannot fold the activation into the next matmul. Here the backward recomputes GELU's
-  derivative from x. S-128 float32 train step (same-process A/B, 5 rounds): median
-  8.64 -> 7.73 s; bf16 unchanged within the noise (4.59 vs 4.68 s).
-  """
-  return _tanh_gelu(x)
+  """tanh-approximate GELU (nn.gelu's default)."""
+  if cpu_kernels.enabled():
+    return cpu_kernels.gelu(x)
+  return jax.nn.gelu(x, approximate=True)
 
 
-def _gelu_fwd(x):
-  return gelu(x), x
-
-
-def _gelu_bwd(x, g):
-  return jax.vjp(_tanh_gelu, x)[1](g)
-
-
-gelu.defvjp(_gelu_fwd, _gelu_bwd)
-
-
-def matmul_dot_general(dtype):
-  """dot_general for Dense layers: operands in `dtype`, products accumulated and returned in
-  float32, with a hand-written backward pass (see _matmul_dot_bwd).
-
-  With bfloat16 this is the fast path on CPUs and TPUs (bf16 x bf16 -> f32), in the backward
-  pass too: the incoming float32 gradient is rounded to bfloat16 before the two transposed
-  products (as under PyTorch autocast), which otherwise would run in float32.
-  """
-  return functools.partial(_matmul_dot, dtype=jnp.dtype(dtype))
-
-
-def _weight_grad(lhs, g, a, precision):
-  """lhs [*A, *C], g [*A, *N] -> float32 [*C, *N], the sum over the A axes: a weight gradient.
-
-  With float32 operands on CPU this is written as a row-major product of an explicitly
-  transposed operand (the smaller one) behind an optimization barrier. Left to itself,
-  XLA:CPU lays the float32 product out with both operands transposed and runs it in Eigen at
-  about half the speed of YNNPACK's row-major product (the S-128 float32 train step:
-  8.2 -> 7.1 s, same-process A/B). For bfloat16 XLA:CPU already transposes one operand and
-  uses YNNPACK; the explicit form made that step slower (4.6 -> 6.0 s), so it is not used.
-  TPU and GPU compilers handle transposed operands natively: there it is one dot_general.
-  """
-  dims_a = tuple(range(a))
-  if jax.default_backend() != 'cpu' or lhs.dtype != jnp.float32:
-    return jax.lax.dot_general(lhs, g, ((dims_a, dims_a), ((), ())), precision,
-                               preferred_element_type=jnp.float32)
-  rows, c, n = math.prod(lhs.shape[:a]), math.prod(lhs.shape[a:]), math.prod(g.shape[a:])
-  lhs_AxC, g_AxN = lhs.reshape(rows, c), g.reshape(rows, n)
-  nn_dims = (((1,), (0,)), ((), ()))
-  if c <= n:  # lhs^T [C, A] . g [A, N]
-    out_CxN = jax.lax.dot_general(jax.lax.optimization_barrier(lhs_AxC.T), g_AxN, nn_dims,
-                                  precision, preferred_element_type=jnp.float32)
-  else:  # (g^T [N, A] . lhs [A, C])^T; the outer barrier keeps XLA from folding the .T back
-    out_NxC = jax.lax.dot_general(jax.lax.optimization_barrier(g_AxN.T), lhs_AxC, nn_dims,
-                                  precision, preferred_element_type=jnp.float32)
-    out_CxN = jax.lax.optimization_barrier(out_NxC).T
-  return out_CxN.reshape(lhs.shape[a:] + g.shape[a:])
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _matmul_dot_core(lhs, rhs, dimension_numbers, precision, dtype):
-  del dtype  # the backward pass's operand dtype
+def _dot_float32(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+  del preferred_element_type  # always float32
   return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision,
                              preferred_element_type=jnp.float32)
 
 
-def _matmul_dot_fwd(lhs, rhs, dimension_numbers, precision, dtype):
-  return _matmul_dot_core(lhs, rhs, dimension_numbers, precision, dtype), (lhs, rhs)
-
-
-def _matmul_dot_bwd(dimension_numbers, precision, dtype, res, g):
-  lhs, rhs = res
-  (lc, rc), (lb, rb) = dimension_numbers
-  a, c = lhs.ndim - len(lc), len(lc)
-  dense_form = (not lb and not rb and tuple(lc) == tuple(range(a, lhs.ndim))
-                and tuple(rc) == tuple(range(c)))
-  g = g.astype(dtype)
-  if not dense_form:  # any other contraction: JAX's own transposes, dtype operands
-    _, vjp = jax.vjp(lambda x, y: jax.lax.dot_general(x, y, dimension_numbers, precision),
-                     lhs, rhs)
-    d_lhs, d_rhs = vjp(g)
-    return d_lhs.astype(lhs.dtype), d_rhs.astype(rhs.dtype)
-  # lhs [*A, *C] . rhs [*C, *N] = out [*A, *N] (every flax Dense / DenseGeneral here):
-  # d_lhs = g . rhs over N, d_rhs = lhs . g over A, both dtype x dtype -> float32.
-  n = rhs.ndim - c
-  d_lhs = jax.lax.dot_general(
-      g, rhs, ((tuple(range(a, a + n)), tuple(range(c, c + n))), ((), ())), precision,
-      preferred_element_type=jnp.float32)
-  d_rhs = _weight_grad(lhs, g, a, precision)
-  return d_lhs.astype(lhs.dtype), d_rhs.astype(rhs.dtype)
-
-
-_matmul_dot_core.defvjp(_matmul_dot_fwd, _matmul_dot_bwd)
-
-
-def _matmul_dot(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None, *,
-                dtype):
-  """lhs, rhs (already cast to dtype by flax) -> float32 product; dtype gradients."""
-  del preferred_element_type  # always float32
-  return _matmul_dot_core(lhs.astype(dtype), rhs.astype(dtype), dimension_numbers, precision,
-                          dtype)
+def matmul_dot_general(dtype):
+  """dot_general for Dense layers: operands in `dtype` (flax casts them), products
+  accumulated and returned in float32."""
+  if cpu_kernels.enabled():
+    return cpu_kernels.matmul_dot_general(dtype)
+  return _dot_float32
 
 
 def Dense(features, dtype, name, kernel_axes, bias_axes):  # pylint: disable=invalid-name
