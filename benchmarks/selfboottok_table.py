@@ -3,7 +3,7 @@
   python benchmarks/selfboottok_table.py --root workdirs/table --num_images 5000
 
 Expects these runs under --root (each trained with configs/selfboottok_fmnist.py, 1,000
-steps, same encoder/decoder; see README "SelfBootTok" for the commands):
+steps, same encoder/decoder; see docs/selfboottok.md for the commands):
   titok8, titok16, sbt_ot, sbt_latent, sbt_ot_wgen0.3, sbt_ot_wgen1 (tokenizer stage) and
   sbt_ot_aligner_w128d4 (aligner stage on sbt_ot).
 Evaluates each row with sbt_jax.evaluate (PSNR, SSIM, LPIPS, FD-VGG, codebook stats; one

@@ -17,7 +17,7 @@ so that the whole comparison table trains in about an hour on 2 cores. Variants,
   crt       CRT on the global tokens: a 2-layer causal predictor of the next
             pre-quantization token, lambda = 4 ramped over the first 500 of the 1,000
             steps (the spec's 1k would end the run mid-ramp); e.g. `:titok,crt`
-Results on the test split: README.md ("SelfBootTok", "CRT").
+Results on the test split: docs/selfboottok.md, docs/crt.md.
 """
 from configs import common
 from sbt_jax import config_defaults

@@ -10,7 +10,7 @@ Needs `imagenet2012` prepared by TFDS in the array_record format (see titok_imag
 Variants: `aligner_b` | `aligner_l` (stage='aligner' with a B or L aligner), `soft`
 (SoftVQ-style global quantizer), `crt` (CRT on the 64 global tokens, as in
 titok_imagenet256.py:crt), `runlocal` (tiny, for smoke tests). Our choices where the
-paper's are unknown (see ../shared/DESIGN.md); not yet trained by us: no measured metrics.
+paper's are unknown (see docs/design.md); not yet trained by us: no measured metrics.
 """
 from configs import common
 from configs import titok_imagenet256

@@ -12,7 +12,7 @@ a few steps, for tests and smoke runs).
 Measured (1,000 steps, 17 min on the shared 2-core CPU; first 2,000 test images): r = 0
 57 tokens/image, PSNR 20.65, LPIPS 0.160, FD-VGG 12.36; r = 0.3 37.5 tokens, 19.62 / 0.179
 / 14.63; r = 0.7 20 tokens, 16.96 / 0.243 / 20.56; r = 1 (global ids only) 8 tokens, 14.83
-/ 0.310 / 28.07. Full table: README.md ("TaTok").
+/ 0.310 / 28.07. Full table: docs/tatok.md.
 """
 from configs import common
 from sbt_jax import config_defaults

@@ -5,7 +5,7 @@ kept by Dynamic Token Filtering; B-size encoder/decoder, S-size patch aligner.
 
 Needs `imagenet2012` prepared by TFDS in the array_record format (see titok_imagenet256.py).
 Variants: `runlocal` (tiny, for smoke tests). Our choices where the paper's are unknown (see
-../shared/DESIGN.md); not yet trained by us: no measured metrics.
+docs/design.md); not yet trained by us: no measured metrics.
 """
 from configs import common
 from configs import titok_imagenet256

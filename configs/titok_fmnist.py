@@ -8,8 +8,8 @@ reports LPIPS. Variants, comma-separated: `:runlocal` (a few steps on tiny model
 and smoke runs), `:bf16` (bfloat16 matmuls with float32 params and accumulation: no faster
 than float32 at this width on a 2-core CPU, 2x faster matmuls at S-128 sizes), `:crt` (CRT:
 a 2-layer causal predictor of the next pre-quantization token, lambda = 4 ramped over the
-first 500 of the 1,500 steps; README.md "CRT").
-Results on the test split: see README.md ("Results").
+first 500 of the 1,500 steps; docs/crt.md).
+Results on the test split: docs/titok.md.
 """
 from configs import common
 from sbt_jax import config_defaults

@@ -1,6 +1,6 @@
 """SelfBootTok: G global tokens plus L local tokens that the global tokens can predict.
 
-One tokenizer, two modes (see ../shared/DESIGN.md, "SelfBootTok, as this project defines it"):
+One tokenizer, two modes (see docs/design.md, "SelfBootTok, as this project defines it"):
   compress: the image gives G global ids and L local ids; decode from both.
   generate: only the G global ids are stored or sampled; the 2D aligner predicts the local
             ids from them (argmax or sampled with a temperature); decode.
