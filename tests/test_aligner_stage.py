@@ -10,6 +10,7 @@ import pytest
 
 from configs import selfboottok_fmnist
 from sbt_jax import inference
+from sbt_jax import runs
 from sbt_jax.trainers import loop
 
 # With pytest-xdist, every test that needs the (slow) session fixture tiny_aligner_workdir runs
@@ -61,13 +62,15 @@ def test_aligner_stage_leaves_every_frozen_parameter_bit_identical(tiny_sbt_work
   g = base.encode(images, 'generate')
   assert not np.array_equal(base.decode(g), swapped.decode(g))
   # The aligner checkpoint holds only the aligner.
-  restored = inference.restore_run(workdir, None, base.mesh)[2]
-  assert set(restored) == set(swapped.params['aligner'])
+  config = runs.load_config(workdir)
+  assert config.stage == 'aligner'
+  restored = runs.restore_tokenizer(tiny_sbt_workdir, base.mesh, aligner_workdir=workdir)
+  assert set(restored.params['aligner']) == set(swapped.params['aligner'])
 
 
 def test_two_mode_api_shapes_and_errors(tiny_sbt_workdir):
   tok = inference.Tokenizer(tiny_sbt_workdir, batch_size=8)
-  g, l = tok.num_global, tok.num_local
+  g, l = tok.num_global, tok.config.model.num_local_tokens
   images = np.random.RandomState(1).uniform(-1, 1, (3, 28, 28, 1)).astype(np.float32)
   compress = tok.encode(images, 'compress')
   generate = tok.encode(images, 'generate')

@@ -19,6 +19,7 @@ from sbt_jax import sharding
 from sbt_jax.models import crt as crt_model
 from sbt_jax.trainers import crt as crt_lib
 from sbt_jax.trainers import loop
+from sbt_jax.trainers import setup
 from sbt_jax.trainers import tokenizer
 from tests import test_train_step
 
@@ -55,7 +56,8 @@ def _grad_fn(config):
   the train step's own path (crt_lib.value_and_grads)."""
   task = tokenizer.TokenizerTask(config, mesh=None)
   crt = crt_lib.maybe_create(config)
-  loss_fn = functools.partial(tokenizer.tokenizer_loss, model=task.model, config=config)
+  loss_fn = functools.partial(tokenizer.tokenizer_loss, model=task.model, spec=task.spec,
+                              config=config)
   batch = test_train_step._batch(8)  # what test_train_step._run_steps(batch_size=8) feeds
 
   def run(state):
@@ -153,11 +155,7 @@ def test_step_on_eight_devices_matches_one_device_and_restores(grads_on_off, tmp
   ckpt.wait()
   mesh = sharding.make_mesh(c.mesh)
   task = tokenizer.TokenizerTask(c, mesh)
-  rng = jax.random.key(0)
-  shardings = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh,
-                                       c.mesh.rules)
-  restored = ckpt.restore(2, checkpointing.abstract_like(
-      jax.eval_shape(task.init_state, rng), shardings))
+  restored = setup.restore_state(task, c, mesh, ckpt, step=2)
   ckpt.close()
   chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state8))
   # Inference (and so the aligner and generator stages) restores a CRT-trained workdir.

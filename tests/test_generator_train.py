@@ -12,14 +12,15 @@ import pytest
 
 from configs import generator_fmnist
 from sbt_jax import checkpointing
-from sbt_jax import global_tokenizer
 from sbt_jax import inference
+from sbt_jax import runs
 from sbt_jax import sharding
 from sbt_jax.data import pipeline
 from sbt_jax.data import token_cache
 from sbt_jax.sampling import restored
 from sbt_jax.trainers import generator as generator_trainer
 from sbt_jax.trainers import loop
+from sbt_jax.trainers import setup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,12 +104,8 @@ def test_generator_step_compiles_once(fmnist_data_dir, tiny_workdir, kind):
   chex.clear_trace_counter()  # the parametrized cases share the lambda below
   task.train_step = chex.assert_max_traces(
       lambda state, frozen, batch, rng: step(state, frozen, batch, rng), n=1)
-  rng = jax.random.key(0)
-  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh,
-                                      c.mesh.rules)
-  state = jax.jit(task.init_state, out_shardings=state_sh)(rng)
-  frozen = jax.device_put(task.load_frozen(), sharding.replicated(mesh))
-  step_fn = loop.compile_train_step(task, mesh, state_sh, c)
+  prepared = setup.prepare(task, c, mesh)
+  state, frozen, step_fn = prepared.state, prepared.frozen, prepared.step_fn
   local = next(iter(pipeline.make_train_loader(c.data, seed=0)))
   if kind == 'ar':  # ids as the token cache serves them
     local = {'ids': np.random.RandomState(0).randint(0, 64, (16, 8)).astype(np.int32),
@@ -179,7 +176,7 @@ def test_missing_tokenizer_is_a_clear_error(fmnist_data_dir, tiny_workdir, tmp_p
   # A step that was not saved: lists the available ones.
   c = _config(fmnist_data_dir, tiny_workdir)
   with pytest.raises(checkpointing.CheckpointError, match=r'step 3 .*available: \[2, 4\]'):
-    global_tokenizer.load(tiny_workdir, sharding.make_mesh(c.mesh), step=3)
+    runs.restore_global_tokenizer(tiny_workdir, sharding.make_mesh(c.mesh), step=3)
 
 
 @pytest.mark.xdist_group('tiny_aligner_workdir')  # built once, on test_aligner_stage's worker

@@ -12,6 +12,7 @@ from sbt_jax import config_defaults
 from sbt_jax import sharding
 from sbt_jax.models import titok
 from sbt_jax.models import vit
+from sbt_jax.trainers import setup
 from sbt_jax.trainers import tokenizer
 
 
@@ -65,8 +66,7 @@ def test_scanned_params_have_a_replicated_layers_axis():
   c = _config(scan_layers=True)
   mesh = sharding.make_mesh(c.mesh)
   task = tokenizer.TokenizerTask(c, mesh)
-  abstract = jax.eval_shape(task.boxed_state, jax.random.key(0))
-  shardings = sharding.state_shardings(abstract, mesh, c.mesh.rules)
+  shardings = setup.state_shardings(task, c, mesh)
   qkv = jax.eval_shape(task.init_state, jax.random.key(0)).params['encoder'][
       'transformer']['layers']['attn']['qkv']['kernel']
   assert qkv.shape == (2, 32, 3, 2, 16)

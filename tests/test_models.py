@@ -29,8 +29,9 @@ def test_quantizer_picks_nearest_normalised_code_and_passes_gradients():
   g_vq = jax.grad(lambda z: jnp.sum(vq.apply(params, z)[0] * w))(z)
   g_id = jax.grad(lambda z: jnp.sum(quantizer_lib.l2_normalize(z) * w))(z)
   np.testing.assert_allclose(np.asarray(g_vq), np.asarray(g_id), atol=1e-6)
-  expected_loss = 1.25 * np.mean((codes[np.asarray(aux['ids'])] - zn) ** 2)
-  np.testing.assert_allclose(float(aux['quantizer_loss']), expected_loss, rtol=1e-5)
+  expected = np.mean((codes[np.asarray(aux['ids'])] - zn) ** 2)
+  np.testing.assert_allclose(float(aux['codebook_loss']), expected, rtol=1e-5)
+  np.testing.assert_allclose(float(aux['commit_loss']), expected, rtol=1e-5)
 
 
 def test_codebook_stats():

@@ -17,6 +17,7 @@ from configs import titok_fmnist
 from sbt_jax import checkpointing
 from sbt_jax import sharding
 from sbt_jax.trainers import loop
+from sbt_jax.trainers import setup
 from sbt_jax.trainers import tokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,13 +128,9 @@ KILL_RUN = {'train.num_steps': 40, 'train.checkpoint_every': 5}
 def _restore_state(config, workdir):
   mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
   task = tokenizer.TokenizerTask(config, mesh)
-  rng = jax.random.split(jax.random.key(config.seed))[0]
-  shardings = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh,
-                                       config.mesh.rules)
-  abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, rng), shardings)
   ckpt = checkpointing.Checkpointer(workdir, async_save=False, with_data_iter=False)
   try:
-    return jax.device_get(ckpt.restore(ckpt.latest_step(), abstract))
+    return jax.device_get(setup.restore_state(task, config, mesh, ckpt))
   finally:
     ckpt.close()
 

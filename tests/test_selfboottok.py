@@ -91,15 +91,11 @@ def test_train_path_generate_reconstruction_matches_decode_generate():
 
 
 def _run(config, devices, steps):
-  from sbt_jax.trainers import loop, tokenizer  # pylint: disable=g-import-not-at-top
+  from sbt_jax.trainers import setup, tokenizer  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh(config.mesh, devices)
   task = tokenizer.TokenizerTask(config, mesh)
-  rng = jax.random.key(0)
-  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh,
-                                      config.mesh.rules)
-  state = jax.jit(task.init_state, out_shardings=state_sh)(rng)
-  frozen = jax.device_put({'lpips': None}, sharding.replicated(mesh))
-  step_fn = loop.compile_train_step(task, mesh, state_sh, config)
+  prepared = setup.prepare(task, config, mesh, frozen={'lpips': None})
+  state, frozen, step_fn = prepared.state, prepared.frozen, prepared.step_fn
   history = []
   for i in range(steps):
     batch = sharding.global_batch(test_train_step._batch(), mesh)

@@ -7,6 +7,7 @@ import pytest
 from configs import titok_fmnist
 from sbt_jax import sharding
 from sbt_jax.trainers import loop
+from sbt_jax.trainers import setup
 from sbt_jax.trainers import tokenizer
 
 
@@ -29,14 +30,9 @@ def _batch(n=16, seed=0):
 def _run_steps(config, devices, num_steps, step_fn_wrapper=None, batch_size=16):
   mesh = sharding.make_mesh(config.mesh, devices)
   task = tokenizer.TokenizerTask(config, mesh)
-  if step_fn_wrapper is not None:
-    task.train_step = step_fn_wrapper(task.train_step)
-  rng = jax.random.key(0)
-  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, rng), mesh,
-                                      config.mesh.rules)
-  state = jax.jit(task.init_state, out_shardings=state_sh)(rng)
-  frozen = jax.device_put(task.load_frozen(), sharding.replicated(mesh))
-  step_fn = loop.compile_train_step(task, mesh, state_sh, config)
+  step = task.train_step if step_fn_wrapper is None else step_fn_wrapper(task.train_step)
+  prepared = setup.prepare(task, config, mesh, train_step=step)
+  state, frozen, step_fn = prepared.state, prepared.frozen, prepared.step_fn
   history = []
   for i in range(num_steps):
     batch = sharding.global_batch(_batch(batch_size), mesh)

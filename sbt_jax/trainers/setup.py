@@ -34,21 +34,42 @@ class Prepared:
   step_rng: Any         # fold_in(step_rng, step) is the rng of step `step`
 
 
+def init_rng(config):
+  """The rng the state is initialised from (the other half of key(seed) drives the steps)."""
+  return jax.random.split(jax.random.key(config.seed))[0]
+
+
+def state_shardings(task, config, mesh):
+  """NamedSharding of every leaf of task's train state on `mesh` (config.mesh.rules)."""
+  return sharding.state_shardings(jax.eval_shape(task.boxed_state, init_rng(config)), mesh,
+                                  config.mesh.rules)
+
+
+def restore_state(task, config, mesh, checkpointer: checkpointing.Checkpointer,
+                  step: int | None = None, data_iter=None, shardings=None):
+  """task's train state at `step` (None: the latest) of `checkpointer`, placed on `mesh`
+  (Orbax reshards a checkpoint saved on another mesh); data_iter is set in place."""
+  shardings = shardings or state_shardings(task, config, mesh)
+  abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, init_rng(config)),
+                                         shardings)
+  step = checkpointer.latest_step() if step is None else step
+  return checkpointer.restore(step, abstract, data_iter)
+
+
 def prepare(task, config, mesh, *, checkpointer: checkpointing.Checkpointer | None = None,
-            data_iter=None, train_step=None) -> Prepared:
+            data_iter=None, train_step=None, frozen=None) -> Prepared:
   """Init (or restore the latest checkpoint of `checkpointer`, setting data_iter in place)
-  the state of `task` on `mesh`, load its frozen params, compile its step (`train_step`
-  overrides task.train_step, e.g. wrapped by a test)."""
-  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-  state_sh = sharding.state_shardings(jax.eval_shape(task.boxed_state, init_rng), mesh,
-                                      config.mesh.rules)
+  the state of `task` on `mesh`, load its frozen params (unless given), compile its step
+  (`train_step` overrides task.train_step, e.g. wrapped by a test)."""
+  rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  state_sh = state_shardings(task, config, mesh)
   start = checkpointer.latest_step() if checkpointer is not None else None
   if start is not None:
-    abstract = checkpointing.abstract_like(jax.eval_shape(task.init_state, init_rng), state_sh)
-    state = checkpointer.restore(start, abstract, data_iter)
+    state = restore_state(task, config, mesh, checkpointer, start, data_iter, state_sh)
   else:
     start = 0
-    state = jax.jit(task.init_state, out_shardings=state_sh)(init_rng)
-  frozen = jax.device_put(task.load_frozen(), sharding.replicated(mesh))
+    state = jax.jit(task.init_state, out_shardings=state_sh)(rng)
+  frozen = task.load_frozen() if frozen is None else frozen
+  frozen = jax.device_put(frozen, sharding.replicated(mesh))
   step_fn = compile_train_step(train_step or task.train_step, mesh, state_sh)
   return Prepared(state, state_sh, frozen, step_fn, start, step_rng)
