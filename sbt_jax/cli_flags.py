@@ -15,9 +15,21 @@ flags.DEFINE_float('rate', None, 'TaTok: information-loss rate r in [0, 1] (defa
                    "run's model.tatok.eval_rate); 0 keeps every patch token.")
 flags.DEFINE_integer('seed', 0, 'Generate mode: seed of the local-id sampling.')
 FLAGS = flags.FLAGS
+# For words left after --images a.png b.png (absl list flags take one argument).
+IMAGES_HINT = ' (--images takes one comma-separated list: --images a.png,b.png,dir/)'
 
 
 def make_tokenizer():
   from sbt_jax import inference  # pylint: disable=g-import-not-at-top
   return inference.Tokenizer(FLAGS.workdir, FLAGS.step, aligner_workdir=FLAGS.aligner_workdir,
                              aligner_step=FLAGS.aligner_step)
+
+
+def checked_config(encoding: bool = True):
+  """The tokenizer run's config (config.json only: cheap), the flags checked against it;
+  encoding=False skips the encode-only flags (--mode, --rate)."""
+  from sbt_jax import cli  # pylint: disable=g-import-not-at-top
+  return cli.tokenizer_config(
+      FLAGS.workdir, aligner_workdir=FLAGS.aligner_workdir,
+      mode=FLAGS.mode if encoding else 'compress', rate=FLAGS.rate if encoding else None,
+      temperature=FLAGS.temperature)

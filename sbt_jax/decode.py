@@ -5,12 +5,13 @@ from the aligner; --temperature > 0 samples them, --aligner_workdir swaps the al
 
   python -m sbt_jax.decode --workdir W --ids ids.npz --out_dir decoded/
 """
+import os
 import zipfile
 
-from absl import app
 from absl import flags
 import numpy as np
 
+from sbt_jax import cli
 from sbt_jax import cli_flags
 
 flags.DEFINE_string('ids', None, '.npz holding `ids` (e.g. written by sbt_jax.encode).')
@@ -20,20 +21,58 @@ FLAGS = flags.FLAGS
 
 
 def read_ids(path: str) -> np.ndarray:
+  """The `ids` array of an .npz (or the array of an .npy); ValueError names the file."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'--ids={path!r}: no such file')
+  errors = (OSError, ValueError, zipfile.BadZipFile, EOFError)
+  with open(path, 'rb') as f:
+    magic = f.read(6)
+  if not (magic.startswith(b'PK') or magic == b'\x93NUMPY'):
+    raise ValueError(f'Cannot read ids from {path}: not an .npz (or .npy) file')
   try:
-    with np.load(path) as data:
-      if 'ids' not in data:
-        raise ValueError(f'{path} has no `ids` array (found {list(data.keys())})')
-      return data['ids']
-  except (OSError, zipfile.BadZipFile, EOFError) as e:
+    data = np.load(path)
+  except errors as e:
     raise ValueError(f'Cannot read ids from {path}: {e}') from e
+  if isinstance(data, np.ndarray):
+    return data
+  with data:
+    if 'ids' not in data:
+      raise ValueError(f'{path} has no `ids` array (found {list(data.keys())})')
+    try:
+      return data['ids']
+    except errors as e:
+      raise ValueError(f'Cannot read ids from {path}: {e}') from e
+
+
+def check_ids(ids: np.ndarray, config, path: str) -> None:
+  """The shape and dtype Tokenizer.decode accepts, checked from the run's config alone."""
+  m = config.model
+  g = m.num_latent_tokens
+  if m.name == 'tatok':
+    widths = f'{g} to {g + (config.data.image_size // m.patch_size) ** 2}'
+    ok = lambda w: g <= w <= g + (config.data.image_size // m.patch_size) ** 2
+  elif m.name == 'selfboottok':
+    widths = f'{g} (generate mode) or {g + m.num_local_tokens} (compress mode)'
+    ok = lambda w: w in (g, g + m.num_local_tokens)
+  else:
+    widths, ok = str(g), lambda w: w == g
+  if ids.ndim != 2 or not ok(ids.shape[1]):
+    raise ValueError(f'{path}: ids of shape {ids.shape}; this {m.name} tokenizer decodes '
+                     f'ids of shape [B, {widths}]')
+  if not np.issubdtype(ids.dtype, np.integer):
+    raise ValueError(f'{path}: ids must be integers; got dtype {ids.dtype}')
+  if not len(ids):
+    raise ValueError(f'{path}: no ids to decode (shape {ids.shape})')
 
 
 def main(argv):
-  del argv
-  from sbt_jax import inference  # pylint: disable=g-import-not-at-top
+  cli.check_no_args(argv)
   from sbt_jax.evaluators import image_grid  # pylint: disable=g-import-not-at-top
+  cli.check_output_dir('--out_dir', FLAGS.out_dir)
+  # Cheap checks first (the run's config, the ids), then restore and compile.
+  config = cli_flags.checked_config(encoding=False)
   ids = read_ids(FLAGS.ids)
+  check_ids(ids, config, FLAGS.ids)
   tok = cli_flags.make_tokenizer()
   images = tok.decode(ids, FLAGS.temperature, FLAGS.seed)
   paths = image_grid.save_images(images, FLAGS.out_dir, [f'{i:05d}.png' for i in range(len(images))])
@@ -41,4 +80,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -1,6 +1,6 @@
 """Encode image files to token ids with a trained tokenizer.
 
-  python -m sbt_jax.encode --workdir W --images a.png dir/ --out ids.npz
+  python -m sbt_jax.encode --workdir W --images a.png,dir/ --out ids.npz
 
 Writes ids (int32) and the source file names to the .npz: [B, G] for TiTok; for
 SelfBootTok [B, G + L] (--mode=compress) or [B, G] (--mode=generate); for TaTok
@@ -8,10 +8,10 @@ SelfBootTok [B, G + L] (--mode=compress) or [B, G] (--mode=generate); for TaTok
 """
 import os
 
-from absl import app
 from absl import flags
 import numpy as np
 
+from sbt_jax import cli
 from sbt_jax import cli_flags
 
 flags.DEFINE_list('images', None, 'Image files and/or folders (searched recursively).')
@@ -20,16 +20,37 @@ flags.mark_flags_as_required(['workdir', 'images', 'out'])
 FLAGS = flags.FLAGS
 
 
+def _npz_path(path: str) -> str:
+  return path if path.endswith('.npz') else path + '.npz'  # What np.savez(path) writes.
+
+
+def _save_npz(path: str, **arrays) -> None:
+  """np.savez to a temporary file, then renamed over `path`: a failure loses no old file."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + '.tmp'
+  try:
+    with open(tmp, 'wb') as f:
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
 def main(argv):
-  del argv
+  cli.check_no_args(argv, cli_flags.IMAGES_HINT)
   from sbt_jax import inference  # pylint: disable=g-import-not-at-top
+  out = _npz_path(FLAGS.out)
+  cli.check_output_file('--out', out)
+  # Cheap checks first: the run's config, then every image, then restore and compile.
+  config = cli_flags.checked_config()
+  images, files = inference.load_images(FLAGS.images, config.data.image_size,
+                                        config.data.channels)
   tok = cli_flags.make_tokenizer()
-  images, files = inference.load_images(FLAGS.images, *tok.image_shape[::2])
   ids = tok.encode(images, FLAGS.mode, FLAGS.rate)
-  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  np.savez(FLAGS.out, ids=ids, files=np.array(files))
-  print(f'Encoded {len(files)} images to ids {ids.shape} (step {tok.step}) -> {FLAGS.out}')
+  _save_npz(out, ids=ids, files=np.array(files))
+  print(f'Encoded {len(files)} images to ids {ids.shape} (step {tok.step}) -> {out}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -20,7 +20,6 @@ import importlib
 import os
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import dm_pix
@@ -30,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from sbt_jax import cli
 from sbt_jax import inference
 from sbt_jax import runs
 from sbt_jax import sharding
@@ -460,12 +460,51 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
   return out
 
 
+def _check_flags(f) -> None:
+  """The cheap checks of the command line, before JAX starts or anything is restored,
+  compiled or written: flag values, files named by flags, the run's config, the split."""
+  want = set(f.metrics)
+  unknown = want - set(METRICS)
+  if unknown:
+    raise ValueError(f'Unknown metrics {sorted(unknown)}; known: {", ".join(METRICS)}')
+  if want & {'fid', 'is'} and f.inception_weights and not os.path.isfile(f.inception_weights):
+    raise FileNotFoundError(f'--inception_weights={f.inception_weights!r}: no such file')
+  numbers = (('batch_size', f.batch_size, 1), ('num_samples', f.num_samples, 1),
+             ('min_gen_samples', f.min_gen_samples, 0), ('num_classes', f.num_classes, 0),
+             ('pr_k', f.pr_k, 1), ('is_splits', f.is_splits, 1))
+  for name, value, least in numbers:
+    if value is not None and value < least:
+      raise ValueError(f'--{name}={value} must be >= {least}')
+  if f.num_images == 0 or f.num_images < -1:
+    raise ValueError(f'--num_images={f.num_images}: pass a positive count, or -1 for the '
+                     'whole split')
+  if f.sampler is not None and ':' not in f.sampler:
+    raise ValueError(f'--sampler={f.sampler!r}: expected module:function')
+  for flag, path, feature, metric in (
+      ('fid_reference', f.fid_reference, feature_stats.INCEPTION_POOL3, 'fid'),
+      ('fd_vgg_reference', f.fd_vgg_reference, feature_stats.VGG16_RELU5_3_GAP, 'fd_vgg')):
+    if path is not None:
+      if not os.path.isfile(path):
+        raise FileNotFoundError(f'--{flag}={path!r}: no such file')
+      if metric in want and f.sampler:
+        feature_stats.load(path, feature)  # Its format and feature space.
+  for flag in ('out_dir', 'save_reference'):
+    if f[flag].value is not None:
+      cli.check_output_dir(f'--{flag}', f[flag].value)
+  config = cli.tokenizer_config(f.workdir, aligner_workdir=f.aligner_workdir, mode=f.mode,
+                                rate=f.rate, temperature=f.temperature)
+  data_cfg = ml_collections.ConfigDict(config.data.to_dict())
+  data_cfg.eval_split = f.split or data_cfg.eval_split
+  data_cfg.data_dir = f.data_dir if f.data_dir is not None else data_cfg.data_dir
+  pipeline.make_source(data_cfg, data_cfg.eval_split)  # The split is there and readable.
+
+
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if flags.FLAGS.distributed:
-    jax.distributed.initialize()
+  cli.check_no_args(argv)
   f = flags.FLAGS
+  _check_flags(f)
+  if f.distributed:
+    jax.distributed.initialize()
   out = evaluate(
       f.workdir, f.metrics, inception_weights=f.inception_weights, num_images=f.num_images,
       split=f.split, data_dir=f.data_dir, step=f.step, batch_size=f.batch_size,
@@ -481,4 +520,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['workdir'])
-  app.run(main)
+  cli.run(main)

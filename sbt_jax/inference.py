@@ -35,8 +35,14 @@ load_config = runs.load_config
 
 
 def load_images(paths, image_size: int, channels: int) -> tuple[np.ndarray, list[str]]:
-  """Image files and folders (recursive) -> (float32 [B, S, S, C] in [-1, 1], file names)."""
-  files = []
+  """Image files and folders (recursive) -> (float32 [B, S, S, C] in [-1, 1], file names).
+
+  Every file is decoded once (then resized), before anything is returned. One error names
+  every bad path at once: FileNotFoundError if all of them are missing paths, else
+  image_folder.ImageFilesError (a ValueError) for files that are not readable images
+  (empty, truncated, not an image whatever the name) and any missing ones.
+  """
+  files, missing = [], []
   for p in paths:
     p = pathlib.Path(p)
     if p.is_dir():
@@ -44,11 +50,16 @@ def load_images(paths, image_size: int, channels: int) -> tuple[np.ndarray, list
     elif p.is_file():
       files.append(str(p))
     else:
-      raise FileNotFoundError(f'No such image file or folder: {str(p)!r}')
-  if not files:
+      missing.append(str(p))
+  if not files and not missing:
     raise FileNotFoundError(f'No images found in {list(map(str, paths))}')
-  images = [pipeline.preprocess({'image': image_folder.read_image(f)}, image_size,
-                                 channels)['image'] for f in files]
+  images, problems = image_folder.decode_images(
+      files, lambda image: pipeline.preprocess({'image': image}, image_size, channels)['image'])
+  if missing and not problems:
+    what = 'files or folders' if len(missing) > 1 else 'file or folder'
+    raise FileNotFoundError(f'No such image {what}: {", ".join(map(repr, missing))}')
+  image_folder.check_decoded([(m, 'no such file or folder') for m in missing] + problems,
+                             len(files) + len(missing))
   return np.stack(images), files
 
 

@@ -7,6 +7,7 @@ Several processes on one CPU machine (what the multi-process test runs):
 Override any field with `--config.a.b=value`; an unknown field or a wrong type is an error.
 """
 import logging as logging_std
+import os
 
 from absl import app
 from absl import flags
@@ -14,6 +15,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from sbt_jax import cli
+from sbt_jax import config_defaults
 from sbt_jax import distributed
 
 config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py[:variant]).',
@@ -42,9 +45,27 @@ class _QuietLibraries(logging_std.Filter):
     return record.levelno >= logging_std.WARNING or not noisy
 
 
+def _config():
+  """FLAGS.config, validated. ml_collections defers a config file's load error to the
+  config's first use: report it here, as one line naming the file."""
+  config = FLAGS.config
+  try:
+    config.get('stage')
+  except OSError as e:
+    path = config_flags.get_config_filename(FLAGS['config'])
+    if not os.path.isfile(path):
+      raise cli.UserError(f'--config={path!r}: no such config file') from e
+    reasons = [line.strip() for line in str(e.__cause__ or e).splitlines() if line.strip()]
+    raise cli.UserError(f'--config={path!r}: cannot load it ({reasons[-1]})') from e
+  config_defaults.validate(config)
+  return config
+
+
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.check_no_args(argv)
+  # The cheap checks before anything starts or is written: the config, then the workdir.
+  config = _config()
+  cli.check_output_dir('--workdir', FLAGS.workdir)
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if FLAGS.cpu_devices is not None:
     distributed.configure_cpu(FLAGS.cpu_devices)
@@ -57,8 +78,8 @@ def main(argv):
   logging.info('JAX %s: process %d/%d, %d local / %d global devices (%s).', jax.__version__,
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.devices()[0].platform)
-  loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  loop.train_and_evaluate(config, FLAGS.workdir)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -1,13 +1,13 @@
 """Encode and decode image files; writes each reconstruction and a side-by-side grid.
 
-  python -m sbt_jax.reconstruct --workdir W --images a.png dir/ --out_dir recon/
+  python -m sbt_jax.reconstruct --workdir W --images a.png,dir/ --out_dir recon/
 """
 import os
 
-from absl import app
 from absl import flags
 import numpy as np
 
+from sbt_jax import cli
 from sbt_jax import cli_flags
 
 flags.DEFINE_list('images', None, 'Image files and/or folders (searched recursively).')
@@ -17,11 +17,15 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  del argv
+  cli.check_no_args(argv, cli_flags.IMAGES_HINT)
   from sbt_jax import inference  # pylint: disable=g-import-not-at-top
   from sbt_jax.evaluators import image_grid  # pylint: disable=g-import-not-at-top
+  cli.check_output_dir('--out_dir', FLAGS.out_dir)
+  # Cheap checks first: the run's config, then every image, then restore and compile.
+  config = cli_flags.checked_config()
+  images, files = inference.load_images(FLAGS.images, config.data.image_size,
+                                        config.data.channels)
   tok = cli_flags.make_tokenizer()
-  images, files = inference.load_images(FLAGS.images, *tok.image_shape[::2])
   recon = tok.reconstruct(images, FLAGS.mode, FLAGS.temperature, FLAGS.seed, FLAGS.rate)
   names = [os.path.splitext(os.path.basename(f))[0] + '_recon.png' for f in files]
   image_grid.save_images(recon, FLAGS.out_dir, names)
@@ -33,4 +37,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -15,6 +15,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from sbt_jax import cli
+
 flags.DEFINE_string('workdir', None, 'Workdir of a trained generator.')
 flags.DEFINE_integer('num_samples', None, 'Images to sample (class-balanced).')
 flags.DEFINE_string('out', None, 'Output folder.')
@@ -49,13 +51,35 @@ def write_outputs(out_dir: str, images, labels, ids, num_classes: int) -> dict:
   return {'npz': npz, 'grid': grid}
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  from sbt_jax.sampling import generate  # pylint: disable=g-import-not-at-top
-  from sbt_jax.sampling import restored  # pylint: disable=g-import-not-at-top
+def _check_flags() -> None:
+  """The cheap checks, before restoring anything: flag values, the runs' config.json."""
+  from sbt_jax import config_defaults  # pylint: disable=g-import-not-at-top
   if FLAGS.num_samples < 1:
     raise app.UsageError('--num_samples must be >= 1')
+  positive = {'batch_size': FLAGS.batch_size, 'num_steps': FLAGS.num_steps,
+              'temperature': FLAGS.temperature}
+  for name, value in positive.items():
+    if value is not None and value <= 0:
+      raise cli.UserError(f'--{name}={value} must be > 0')
+  if FLAGS.choice_temperature is not None and FLAGS.choice_temperature < 0:
+    raise cli.UserError(f'--choice_temperature={FLAGS.choice_temperature} must be >= 0')
+  if (FLAGS.guidance_schedule is not None
+      and FLAGS.guidance_schedule not in config_defaults.GUIDANCE_SCHEDULES):
+    raise cli.UserError(f'--guidance_schedule={FLAGS.guidance_schedule!r}; expected one of '
+                        f'{config_defaults.GUIDANCE_SCHEDULES}')
+  cli.check_output_dir('--out', FLAGS.out)
+  cli.run_config('--workdir', FLAGS.workdir, 'generator')
+  if FLAGS.tokenizer_workdir:
+    cli.run_config('--tokenizer_workdir', FLAGS.tokenizer_workdir, 'tokenizer')
+  if FLAGS.aligner_workdir:
+    cli.run_config('--aligner_workdir', FLAGS.aligner_workdir, 'aligner')
+
+
+def main(argv):
+  cli.check_no_args(argv)
+  _check_flags()
+  from sbt_jax.sampling import generate  # pylint: disable=g-import-not-at-top
+  from sbt_jax.sampling import restored  # pylint: disable=g-import-not-at-top
   overrides = {'guidance_scale': FLAGS.guidance_scale, 'num_steps': FLAGS.num_steps,
                'guidance_schedule': FLAGS.guidance_schedule,
                'temperature': FLAGS.temperature, 'choice_temperature': FLAGS.choice_temperature,
@@ -79,4 +103,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -6,6 +6,7 @@ pixel[r, c] = 3 * i + r and label i % 10; test image i has 128 + 3 * i + r and l
 """
 import os
 import pathlib
+import pickle
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -275,12 +276,33 @@ def test_image_folder_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match='No images'):
     image_folder.ImageFolderSource(str(tmp_path / 'empty'))
 
+  # Every unreadable file is named when the source is built, before any batch.
   _write_png(tmp_path / 'mixed' / 'good.png', np.zeros((4, 4), np.uint8))
   (tmp_path / 'mixed' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n garbage')
-  source = image_folder.ImageFolderSource(str(tmp_path / 'mixed'))
-  with pytest.raises(ValueError, match='broken.png'):
-    source[0]
-  assert source[1]['image'].shape == (4, 4, 1)
+  (tmp_path / 'mixed' / 'empty.jpg').write_bytes(b'')
+  with pytest.raises(ValueError, match=r'2 of 3 image files .*broken.png.*empty.jpg \(empty'
+                     ) as e:
+    image_folder.ImageFolderSource(str(tmp_path / 'mixed'))
+  assert 'good.png' not in str(e.value)
   cfg = _cfg('', name='folder', folder=str(tmp_path / 'mixed'), eval_batch_size=2)
   with pytest.raises(ValueError, match='broken.png'):
-    list(pipeline.make_eval_loader(cfg))
+    pipeline.make_eval_loader(cfg)
+  with pytest.raises(ValueError, match='broken.png'):
+    image_folder.read_image(tmp_path / 'mixed' / 'broken.png')
+
+
+def test_image_folder_source_keeps_or_rereads_decoded_images(tmp_path, monkeypatch):
+  _write_png(tmp_path / 'a.png', np.full((4, 4), 7, np.uint8))
+  _write_png(tmp_path / 'b.png', np.full((4, 6, 3), 9, np.uint8))
+  source = image_folder.ImageFolderSource(str(tmp_path))
+  decoded = []
+  monkeypatch.setattr(image_folder, '_decode', lambda p: decoded.append(p) or np.zeros(1))
+  # Rebuilt (train, eval, counting): checked once, kept images served without decoding.
+  assert image_folder.ImageFolderSource(str(tmp_path))[1]['image'].shape == (4, 6, 3)
+  assert not decoded
+  assert pickle.loads(pickle.dumps(source))[0]['image'].shape == (1,)  # Workers re-read.
+  decoded.clear()
+  monkeypatch.setattr(image_folder, 'KEEP_DECODED_BYTES', 10)
+  monkeypatch.setattr(image_folder, '_checked_folder', {})
+  image_folder.ImageFolderSource(str(tmp_path))[0]
+  assert len(decoded) == 3  # Two to check, then one access re-reads (too big to keep).
