@@ -74,10 +74,17 @@ def _bad_override(e: Exception, argv) -> str:
   first, *rest = text.splitlines() or ['']
   key = first.strip().strip('\'"')
   hint = f' ({one_line(chr(10).join(rest))})' if rest else ''
+  from sbt_jax import config_defaults  # pylint: disable=g-import-not-at-top
   for arg in argv[1:]:
     name = arg[2:].split('=', 1)[0] if arg.startswith('--') else ''
     if key in name.split('.')[1:]:
+      renamed = config_defaults.renamed_key_hint(name)
+      if renamed:
+        return f'Unknown config field --{name}: {renamed}'
       return f'Unknown config field --{name}: no field {key!r}{hint}'
+  renamed = config_defaults.renamed_key_hint(key)
+  if renamed:
+    return f'Bad config: {renamed} (the config file or an override sets {key!r})'
   return f'Bad --config.* override: {one_line(text)}'
 
 
@@ -131,12 +138,12 @@ def check_output_file(flag: str, path: str) -> None:
 
 def run_config(flag: str, workdir: str, stage: str | None = None):
   """The config.json of the run in `workdir` (given by `flag`), of that stage if given."""
-  from sbt_jax import inference  # pylint: disable=g-import-not-at-top
+  from sbt_jax import runs  # pylint: disable=g-import-not-at-top
   if not workdir:
     raise UserError(f'{flag} is empty')
   if '://' not in workdir and not os.path.isdir(workdir):
     raise UserError(f'{flag}={workdir!r}: no such folder')
-  config = inference.load_config(workdir)
+  config = runs.load_config(workdir)
   if stage is not None and config.get('stage') != stage:
     raise UserError(f'{flag}={workdir!r} is the workdir of a {config.get("stage")!r} run, '
                     f"not of a stage={stage!r} run")
@@ -148,17 +155,18 @@ def tokenizer_config(workdir: str, *, aligner_workdir: str | None = None,
                      temperature: float = 0.0):
   """The config of the tokenizer run in `workdir`, its flags checked against it (the same
   conditions inference.Tokenizer checks after restoring, here before)."""
+  from sbt_jax.models import registry  # pylint: disable=g-import-not-at-top
   config = run_config('--workdir', workdir, 'tokenizer')
-  name = config.model.name
+  name, family = config.model.name, registry.spec(config)
   if aligner_workdir:
-    if name != 'selfboottok':
+    if not family.has_aligner_stage:
       raise UserError(f'--aligner_workdir needs a selfboottok tokenizer; {workdir!r} is '
                       f'{name!r}')
     run_config('--aligner_workdir', aligner_workdir, 'aligner')
-  if mode == 'generate' and name != 'selfboottok':
-    raise UserError(f"--mode=generate needs a selfboottok tokenizer; {workdir!r} is {name!r}")
+  if mode not in family.modes:
+    raise UserError(f"--mode={mode} needs a selfboottok tokenizer; {workdir!r} is {name!r}")
   if rate is not None:
-    if name != 'tatok':
+    if not family.uses_rate:
       raise UserError(f'--rate is a TaTok setting; {workdir!r} is {name!r}')
     if not 0.0 <= rate <= 1.0:
       raise UserError(f'--rate={rate}: the information-loss rate must be in [0, 1]')

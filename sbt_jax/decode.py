@@ -13,6 +13,7 @@ import numpy as np
 
 from sbt_jax import cli
 from sbt_jax import cli_flags
+from sbt_jax.models import registry
 
 flags.DEFINE_string('ids', None, '.npz holding `ids` (e.g. written by sbt_jax.encode).')
 flags.DEFINE_string('out_dir', None, 'Folder for the decoded PNGs.')
@@ -46,21 +47,10 @@ def read_ids(path: str) -> np.ndarray:
 
 def check_ids(ids: np.ndarray, config, path: str) -> None:
   """The shape and dtype Tokenizer.decode accepts, checked from the run's config alone."""
-  m = config.model
-  g = m.num_latent_tokens
-  if m.name == 'tatok':
-    widths = f'{g} to {g + (config.data.image_size // m.patch_size) ** 2}'
-    ok = lambda w: g <= w <= g + (config.data.image_size // m.patch_size) ** 2
-  elif m.name == 'selfboottok':
-    widths = f'{g} (generate mode) or {g + m.num_local_tokens} (compress mode)'
-    ok = lambda w: w in (g, g + m.num_local_tokens)
-  else:
-    widths, ok = str(g), lambda w: w == g
-  if ids.ndim != 2 or not ok(ids.shape[1]):
-    raise ValueError(f'{path}: ids of shape {ids.shape}; this {m.name} tokenizer decodes '
-                     f'ids of shape [B, {widths}]')
-  if not np.issubdtype(ids.dtype, np.integer):
-    raise ValueError(f'{path}: ids must be integers; got dtype {ids.dtype}')
+  try:
+    registry.spec(config).check_ids(config, ids)
+  except ValueError as e:
+    raise ValueError(f'{path}: {e} (a {config.model.name} tokenizer)') from e
   if not len(ids):
     raise ValueError(f'{path}: no ids to decode (shape {ids.shape})')
 

@@ -56,7 +56,8 @@ def _config():
     if not os.path.isfile(path):
       raise cli.UserError(f'--config={path!r}: no such config file') from e
     reasons = [line.strip() for line in str(e.__cause__ or e).splitlines() if line.strip()]
-    raise cli.UserError(f'--config={path!r}: cannot load it ({reasons[-1]})') from e
+    renamed = config_defaults.renamed_key_hint(str(e.__cause__ or e))
+    raise cli.UserError(f'--config={path!r}: cannot load it ({renamed or reasons[-1]})') from e
   config_defaults.validate(config)
   return config
 
