@@ -84,7 +84,7 @@ def _bad_override(e: Exception, argv) -> str:
       return f'Unknown config field --{name}: no field {key!r}{hint}'
   renamed = config_defaults.renamed_key_hint(key)
   if renamed:
-    return f'Bad config: {renamed} (the config file or an override sets {key!r})'
+    return f'Bad config: {renamed} (set by the config file or an override)'
   return f'Bad --config.* override: {one_line(text)}'
 
 
