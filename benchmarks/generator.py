@@ -34,15 +34,17 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _ROOT)
 sys.path.insert(0, os.path.join(_ROOT, 'benchmarks'))
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import flax.linen as nn  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import ml_collections  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 import records as records_lib  # pylint: disable=wrong-import-position
 import throughput  # pylint: disable=wrong-import-position
-from sbt_jax import global_tokenizer  # pylint: disable=wrong-import-position
+from sbt_jax import runs  # pylint: disable=wrong-import-position
 from sbt_jax import sharding  # pylint: disable=wrong-import-position
+from sbt_jax.models import registry  # pylint: disable=wrong-import-position
 from sbt_jax.models import generator as generator_lib  # pylint: disable=wrong-import-position
 from sbt_jax.sampling import autoregressive  # pylint: disable=wrong-import-position
 from sbt_jax.sampling import generate  # pylint: disable=wrong-import-position
@@ -65,13 +67,14 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
 def tokenizer_and_params(args, mesh):
   """(adapter, params) from a trained run or a randomly initialised tokenizer config."""
   if args.tokenizer_workdir:
-    adapter, params, _ = global_tokenizer.load(args.tokenizer_workdir, mesh)
+    adapter, params, _ = runs.restore_global_tokenizer(args.tokenizer_workdir, mesh)
     return adapter, params
   config = load_config_file(args.tokenizer_config)
-  adapter = global_tokenizer.adapter_for(config)
-  from sbt_jax import trainers  # pylint: disable=g-import-not-at-top
-  task = trainers.get_task(config.stage)(config, mesh)
-  return adapter, {'tokenizer': task.init_state(jax.random.key(0)).params}
+  adapter = registry.spec(config).global_tokenizer(config)
+  d = config.data
+  images = jnp.zeros((1, d.image_size, d.image_size, d.channels), jnp.float32)
+  params = nn.meta.unbox(adapter.model.init(jax.random.key(0), images)['params'])
+  return adapter, {'tokenizer': params}
 
 
 def with_xla(config):
@@ -83,7 +86,7 @@ def with_xla(config):
 def with_xla_adapter(adapter):
   c = adapter.config.copy_and_resolve_references()
   c.model.attention_impl = 'xla'
-  return global_tokenizer.adapter_for(c)
+  return registry.spec(c).global_tokenizer(c)
 
 
 def train_step_fn(config, adapter):

@@ -34,6 +34,7 @@ import throughput  # pylint: disable=wrong-import-position
 from sbt_jax import config_defaults  # pylint: disable=wrong-import-position
 from sbt_jax import sharding  # pylint: disable=wrong-import-position
 from sbt_jax.models import attention as attention_lib  # pylint: disable=wrong-import-position
+from sbt_jax.trainers import setup  # pylint: disable=wrong-import-position
 from sbt_jax.trainers import tokenizer  # pylint: disable=wrong-import-position
 
 CONFIGS = ('s128', 'b64', 'l32')
@@ -64,8 +65,10 @@ def bench(config, batch, steps):
   state = jax.eval_shape(task.init_state, jax.random.key(0))
   images = jax.ShapeDtypeStruct((batch,) + task.dummy_images().shape[1:], jnp.float32)
   t0 = time.perf_counter()
-  compiled = jax.jit(task.train_step, donate_argnums=(0,)).lower(
-      state, {}, {'image': images}, jax.random.key(2)).compile()
+  # Exactly the step training compiles (shardings, donated state; trainers/setup.py).
+  step = setup.compile_train_step(task.train_step, mesh, setup.state_shardings(task, config,
+                                                                                mesh))
+  compiled = step.lower(state, {}, {'image': images}, jax.random.key(2)).compile()
   compile_s = time.perf_counter() - t0
   if not steps:
     return memory_stats(compiled), compile_s, None, []

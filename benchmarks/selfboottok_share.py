@@ -32,6 +32,7 @@ from benchmarks import records as records_lib  # pylint: disable=wrong-import-po
 from benchmarks import throughput  # pylint: disable=wrong-import-position
 from sbt_jax import sharding  # pylint: disable=wrong-import-position
 from sbt_jax.models import ot_pool  # pylint: disable=wrong-import-position
+from sbt_jax.trainers import setup  # pylint: disable=wrong-import-position
 from sbt_jax.trainers import tokenizer  # pylint: disable=wrong-import-position
 
 
@@ -46,14 +47,15 @@ def load_config(path_and_arg):
 def _step_time(config, batch, steps, warmup):
   mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
   task = tokenizer.TokenizerTask(config, mesh)
-  state = task.init_state(jax.random.key(0))
-  step = jax.jit(task.train_step, donate_argnums=0)
-  images = {'image': jnp.asarray(np.random.RandomState(0).uniform(
-      -1, 1, (batch,) + (config.data.image_size,) * 2 + (config.data.channels,)), jnp.float32)}
+  # Exactly the step training compiles (shardings, donated state; trainers/setup.py).
+  prepared = setup.prepare(task, config, mesh, frozen={'lpips': None})
+  images = sharding.global_batch({'image': np.random.RandomState(0).uniform(
+      -1, 1, (batch,) + (config.data.image_size,) * 2 + (config.data.channels,)).astype(
+          np.float32)}, mesh)
   med, _ = throughput.time_stateful(
-      lambda s, r: step(s, {'lpips': None}, images, r), state, (jax.random.key(0),),
-      steps, warmup)
-  return med, task, state, images
+      lambda s, r: prepared.step_fn(s, prepared.frozen, images, r), prepared.state,
+      (jax.random.key(0),), steps, warmup)
+  return med, task, None, images
 
 
 def main(argv=None):

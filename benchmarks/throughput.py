@@ -36,6 +36,7 @@ from benchmarks import records as records_lib  # pylint: disable=wrong-import-po
 from sbt_jax import config_defaults  # pylint: disable=wrong-import-position
 from sbt_jax import sharding  # pylint: disable=wrong-import-position
 from sbt_jax.models import attention as attention_lib  # pylint: disable=wrong-import-position
+from sbt_jax.trainers import setup  # pylint: disable=wrong-import-position
 from sbt_jax.trainers import tokenizer  # pylint: disable=wrong-import-position
 
 CONFIGS = ('s128', 'fmnist')
@@ -144,8 +145,11 @@ def bench_train(config, batch, steps, warmup, frozen):
   rng = jax.random.key(2)
   xla_task = tokenizer.TokenizerTask(with_impl(config, 'xla'), mesh)
   flops = xla_flops(jax.jit(xla_task.train_step), state, frozen, batch_d, rng)
-  step = jax.jit(task.train_step, donate_argnums=(0,))
-  med, times = time_stateful(step, state, (frozen, batch_d, rng), steps, warmup)
+  # Exactly the step training compiles (shardings, donated state; trainers/setup.py).
+  prepared = setup.prepare(task, config, mesh, frozen=frozen)
+  batch_d = sharding.global_batch({'image': np.asarray(images)}, mesh)
+  med, times = time_stateful(prepared.step_fn, prepared.state, (prepared.frozen, batch_d, rng),
+                             steps, warmup)
   return med, times, flops
 
 

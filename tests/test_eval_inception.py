@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sbt_jax.evaluators import inception
+from sbt_jax.evaluators import torch_checkpoint
 from sbt_jax.tools import convert_inception
 
 
@@ -38,11 +39,11 @@ def weights(tmp_path_factory):
   paths = {'npz': str(d / 'inception.npz'), 'pth': str(d / 'pt_inception.pth'),
            'legacy': str(d / 'pt_inception_legacy.pth')}
   np.savez(paths['npz'], **flat)
-  state_dict = convert_inception.flax_to_torch(flat)
+  state_dict = torch_checkpoint.flax_to_torch(flat)
   # What pytorch-fid's file also holds: BatchNorm step counters (skipped on load).
   state_dict['Conv2d_1a_3x3.bn.num_batches_tracked'] = np.array(0, np.int64)
-  convert_inception.write_torch(paths['pth'], state_dict)
-  convert_inception.write_torch(paths['legacy'], state_dict, legacy=True)
+  torch_checkpoint.write_torch(paths['pth'], state_dict)
+  torch_checkpoint.write_torch(paths['legacy'], state_dict, legacy=True)
   return flat, paths
 
 
@@ -109,15 +110,15 @@ def test_missing_truncated_and_mismatched_files_are_clear_errors(weights, tmp_pa
                      r'shape \(7, 1, 192, 192\), expected \(1, 7, 192, 192\)'):
     inception.load_params(str(tmp_path / 'wrong.npz'))
   missing = {k: v for k, v in flat.items() if not k.startswith('Mixed_5b/branch_pool')}
-  convert_inception.write_torch(str(tmp_path / 'missing.pth'),
-                                convert_inception.flax_to_torch(missing))
+  torch_checkpoint.write_torch(str(tmp_path / 'missing.pth'),
+                                torch_checkpoint.flax_to_torch(missing))
   with pytest.raises(inception.WeightsError,
                      match=r"missing\.pth: parameter 'Mixed_5b/branch_pool/bn/bias' \(torch "
                      r'name Mixed_5b\.branch_pool\.bn\.bias\) is missing; expected shape \(32,\)'):
     inception.load_params(str(tmp_path / 'missing.pth'))
   # torchvision's ImageNet Inception (1000 classes) is not the FID network.
   tv = dict(flat, **{'fc/kernel': np.zeros((2048, 1000), np.float32)})
-  np.savez(tmp_path / 'torchvision.npz', **convert_inception.flax_to_torch(tv))
+  np.savez(tmp_path / 'torchvision.npz', **torch_checkpoint.flax_to_torch(tv))
   with pytest.raises(inception.WeightsError, match=r"'fc/kernel' has shape \(2048, 1000\)"):
     inception.load_params(str(tmp_path / 'torchvision.npz'))
   extra = dict(flat, **{'head/kernel': np.zeros(3, np.float32)})
@@ -197,7 +198,7 @@ _TORCH_SAVED = {
 def test_reads_files_saved_by_torch(fmt, tmp_path):
   path = tmp_path / f'tiny_{fmt}.pth'
   path.write_bytes(zlib.decompress(base64.b64decode(_TORCH_SAVED[fmt])))
-  sd = convert_inception.read_torch(str(path))
+  sd = torch_checkpoint.read_torch(str(path))
   base = np.arange(12, dtype=np.float32).reshape(3, 4) / 4
   assert list(sd) == ['w', 'row', 'h', 'n', 'b']
   np.testing.assert_array_equal(sd['w'], base.T)

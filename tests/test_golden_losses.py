@@ -9,7 +9,6 @@ an init or the data order does (those move step-20 losses by > 1e-2).
 import json
 
 import numpy as np
-import pytest
 
 from tests import golden_losses
 

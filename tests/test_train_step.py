@@ -6,7 +6,6 @@ import pytest
 
 from configs import titok_fmnist
 from sbt_jax import sharding
-from sbt_jax.trainers import loop
 from sbt_jax.trainers import setup
 from sbt_jax.trainers import tokenizer
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sbt_jax.tools import convert_inception
+from sbt_jax.evaluators import torch_checkpoint
 
 INPUT_SIZE = 299
 NUM_CLASSES = 1008
@@ -230,7 +230,7 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
   with np.load(path, allow_pickle=False) as data:
     flat = {k: data[k] for k in data.files}
   if flat and all('/' not in k and '.' in k for k in flat):  # a torch state dict saved as npz
-    flat = convert_inception.torch_to_flax(flat)
+    flat = torch_checkpoint.torch_to_flax(flat)
   return flat
 
 
@@ -241,8 +241,8 @@ def _read(path: str) -> dict[str, np.ndarray]:
         is_npz = any(n.endswith('.npy') for n in zf.namelist())
       if is_npz:
         return _read_npz(path)
-    return convert_inception.torch_to_flax(convert_inception.read_torch(path))
-  except convert_inception.TorchFormatError as e:
+    return torch_checkpoint.torch_to_flax(torch_checkpoint.read_torch(path))
+  except torch_checkpoint.TorchFormatError as e:
     raise WeightsError(f'Inception weights {e}') from None
   except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
     raise WeightsError(f'Inception weights file {path} is unreadable (truncated or not an '
@@ -256,7 +256,7 @@ def check_params(flat: dict, path: str) -> None:
   for name, shape in param_shapes().items():
     if name not in flat:
       raise WeightsError(f'Inception weights file {path}: parameter {name!r} (torch name '
-                         f'{next(iter(convert_inception.flax_to_torch({name: np.zeros(shape)})))}'
+                         f'{next(iter(torch_checkpoint.flax_to_torch({name: np.zeros(shape)})))}'
                          f') is missing; expected shape {shape}. {hint}.')
     found = tuple(np.shape(flat[name]))
     if found != shape:

@@ -19,6 +19,7 @@ class SelfBootTokGlobalTokenizer:
   cache_tag = ''
 
   def __init__(self, config, aligner_cfg=None):
+    self.config = config
     self.model = selfboottok.build(config, aligner_cfg)
     self.vocab_size = config.model.codebook_size
     self.num_tokens = config.model.num_global_tokens

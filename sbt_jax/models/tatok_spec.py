@@ -3,7 +3,6 @@
 Stored ids at rate r: [B, G + N], the G global ids, then the kept patch ids in
 decreasing-entropy order, padded with -1 (any [B, G + M], M <= N, decodes).
 """
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -22,6 +21,7 @@ class TaTokGlobalTokenizer:
   padded = True
 
   def __init__(self, config, rate: float = -1.0):
+    self.config = config
     self.model = tatok.build(config)
     m = config.model
     self.rate = float(m.tatok.eval_rate if rate < 0 else rate)

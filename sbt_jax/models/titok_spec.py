@@ -12,6 +12,7 @@ class TiTokGlobalTokenizer:
   cache_tag = ''
 
   def __init__(self, config):
+    self.config = config
     self.model = titok.build_tokenizer(config)
     self.vocab_size = config.model.codebook_size
     self.num_tokens = config.model.num_global_tokens

@@ -1,0 +1,270 @@
+"""PyTorch checkpoint files without torch: read and write a state_dict (.pth / .bin, zip
+or legacy pickle format) as numpy arrays, and map Inception's torch names to Flax names.
+
+Only plain tensors and the pickle opcodes a state_dict needs are accepted (no arbitrary
+globals: a malicious file cannot run code).
+"""
+import collections
+import io
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_PROTOCOL = 1001
+_STORAGE_DTYPES = {
+    'FloatStorage': np.float32, 'DoubleStorage': np.float64, 'HalfStorage': np.float16,
+    'BFloat16Storage': 'bfloat16', 'LongStorage': np.int64, 'IntStorage': np.int32,
+    'ShortStorage': np.int16, 'CharStorage': np.int8, 'ByteStorage': np.uint8,
+    'BoolStorage': np.bool_,
+}
+_DTYPE_STORAGES = {np.dtype(v): k for k, v in _STORAGE_DTYPES.items() if v != 'bfloat16'}
+
+
+class TorchFormatError(ValueError):
+  """The file is not a readable torch state dict."""
+
+
+class _StorageType:
+  def __init__(self, name: str):
+    self.name, self.dtype = name, _STORAGE_DTYPES[name]
+
+  @property
+  def itemsize(self) -> int:
+    return 2 if self.dtype == 'bfloat16' else np.dtype(self.dtype).itemsize
+
+
+class _StorageRef:
+  def __init__(self, key: str, storage_type: _StorageType, offset: int = 0):
+    self.key, self.type, self.offset = key, storage_type, offset
+
+
+class _LazyTensor:
+  def __init__(self, storage: _StorageRef, offset: int, size, stride):
+    self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), stride
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *unused_args):
+  return _LazyTensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, *unused_args):
+  return data
+
+
+class _Unpickler(pickle.Unpickler):
+  """Maps torch's tensor globals to lazy stand-ins; refuses every other global."""
+
+  def __init__(self, file, legacy: bool):
+    super().__init__(file)
+    self._legacy = legacy
+    self.storage_refs = []
+
+  def find_class(self, module, name):
+    if (module, name) == ('collections', 'OrderedDict'):
+      return collections.OrderedDict
+    if module == 'torch._utils' and name in ('_rebuild_tensor_v2', '_rebuild_tensor'):
+      return _rebuild_tensor
+    if (module, name) == ('torch._utils', '_rebuild_parameter'):
+      return _rebuild_parameter
+    if module == 'torch' and name in _STORAGE_DTYPES:
+      return _StorageType(name)
+    raise TorchFormatError(f'refusing to load the global {module}.{name} (only tensors and '
+                           'state dicts are read, no code runs)')
+
+  def persistent_load(self, pid):
+    if not isinstance(pid, tuple) or pid[0] != 'storage':
+      raise pickle.UnpicklingError(f'unknown persistent id {pid!r}')
+    storage_type, key = pid[1], str(pid[2])
+    offset = 0
+    if self._legacy and len(pid) > 5 and pid[5] is not None:  # a view into a root storage
+      _, offset, _ = pid[5]
+    self.storage_refs.append(_StorageRef(key, storage_type, offset))
+    return self.storage_refs[-1]
+
+
+def _to_numpy(t: _LazyTensor, raw: bytes) -> np.ndarray:
+  stype = t.storage.type
+  dtype = np.uint16 if stype.dtype == 'bfloat16' else np.dtype(stype.dtype)
+  flat = np.frombuffer(raw, dtype=dtype)
+  start = t.storage.offset + t.offset
+  if not t.size:
+    arr = flat[start:start + 1].reshape(())
+  else:
+    needed = start + 1 + sum((n - 1) * s for n, s in zip(t.size, t.stride))
+    if min(t.size) > 0 and needed > flat.size:
+      raise TorchFormatError(f'storage {t.storage.key} holds {flat.size} elements, a tensor '
+                             f'of size {t.size} needs {needed}')
+    arr = np.lib.stride_tricks.as_strided(
+        flat[start:], t.size, [s * flat.itemsize for s in t.stride], writeable=False)
+  arr = np.array(arr)
+  if stype.dtype == 'bfloat16':
+    arr = (arr.astype(np.uint32) << 16).view(np.float32)
+  return arr
+
+
+def _materialize(obj, storages: dict) -> dict:
+  if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
+    obj = obj['state_dict']
+  if not isinstance(obj, dict):
+    raise TorchFormatError(f'holds a {type(obj).__name__}, not a state dict')
+  out = {}
+  for name, t in obj.items():
+    if isinstance(t, _LazyTensor):
+      if t.storage.key not in storages:
+        raise TorchFormatError(f'tensor {name!r} refers to missing storage {t.storage.key}')
+      out[str(name)] = _to_numpy(t, storages[t.storage.key])
+  return out
+
+
+def _read_zip(path: str) -> dict:
+  with zipfile.ZipFile(path) as zf:
+    pkl = [n for n in zf.namelist() if n.endswith('data.pkl')]
+    if not pkl:
+      raise TorchFormatError('is a zip archive without data.pkl (not a torch file)')
+    prefix = pkl[0][:-len('data.pkl')]
+    obj = _Unpickler(io.BytesIO(zf.read(pkl[0])), legacy=False).load()
+    names = set(zf.namelist())
+    storages = {n[len(prefix) + 5:]: zf.read(n) for n in names
+                if n.startswith(prefix + 'data/')}
+  return _materialize(obj, storages)
+
+
+def _read_legacy(path: str) -> dict:
+  with open(path, 'rb') as f:
+    if _Unpickler(f, legacy=True).load() != _LEGACY_MAGIC:
+      raise TorchFormatError('is a pickle but not a torch file (wrong magic number)')
+    if _Unpickler(f, legacy=True).load() != _LEGACY_PROTOCOL:
+      raise TorchFormatError('has an unknown torch legacy protocol version')
+    _Unpickler(f, legacy=True).load()  # sys_info
+    unpickler = _Unpickler(f, legacy=True)
+    obj = unpickler.load()
+    keys = _Unpickler(f, legacy=True).load()
+    itemsize = {r.key: r.type.itemsize for r in unpickler.storage_refs}
+    storages = {}
+    for key in keys:
+      header = f.read(8)
+      if len(header) < 8:
+        raise TorchFormatError(f'ends inside storage {key} (truncated)')
+      numel = struct.unpack('<q', header)[0]
+      raw = f.read(numel * itemsize.get(key, 1))
+      if len(raw) < numel * itemsize.get(key, 1):
+        raise TorchFormatError(f'ends inside storage {key} (truncated)')
+      storages[str(key)] = raw
+  return _materialize(obj, storages)
+
+
+def read_torch(path: str) -> dict[str, np.ndarray]:
+  """A torch .pth state dict -> {name: numpy array}; TorchFormatError names the file."""
+  try:
+    if zipfile.is_zipfile(path):
+      return _read_zip(path)
+    return _read_legacy(path)
+  except TorchFormatError as e:
+    raise TorchFormatError(f'{path}: {e}') from None
+  except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error, ValueError,
+          KeyError, TypeError, IndexError, AttributeError) as e:
+    raise TorchFormatError(f'{path} is not a readable torch state dict (truncated or another '
+                           f'format): {type(e).__name__}: {e}') from None
+
+
+# --- writing (the inverse; pickle protocol 2 emitted by hand, so torch is not needed) ---
+
+def _op_str(s: str) -> bytes:
+  b = s.encode('utf-8')
+  return b'X' + struct.pack('<I', len(b)) + b
+
+
+def _op_int(i: int) -> bytes:
+  return b'J' + struct.pack('<i', i)
+
+
+def _op_tuple(items: list[bytes]) -> bytes:
+  return b'(' + b''.join(items) + b't'
+
+
+def _state_dict_pickle(arrays: list[np.ndarray], names: list[str], legacy: bool) -> bytes:
+  out = [b'\x80\x02', b'ccollections\nOrderedDict\n)R', b'(']
+  for i, (name, a) in enumerate(zip(names, arrays)):
+    storage = _DTYPE_STORAGES[a.dtype]
+    pid = [_op_str('storage'), f'ctorch\n{storage}\n'.encode(), _op_str(str(i)),
+           _op_str('cpu'), _op_int(a.size)] + ([b'N'] if legacy else [])
+    strides = [s // a.itemsize for s in a.strides] if a.size else [1] * a.ndim
+    args = [_op_tuple(pid) + b'Q', _op_int(0), _op_tuple([_op_int(n) for n in a.shape]),
+            _op_tuple([_op_int(s) for s in strides]), b'\x89',
+            b'ccollections\nOrderedDict\n)R']
+    out += [_op_str(name), b'ctorch._utils\n_rebuild_tensor_v2\n', _op_tuple(args), b'R']
+  out += [b'u', b'.']
+  return b''.join(out)
+
+
+def write_torch(path: str, state_dict: dict, legacy: bool = False) -> None:
+  """Writes {name: array} as a torch .pth (zip format, or legacy) that torch.load reads."""
+  names = list(state_dict)
+  arrays = [np.ascontiguousarray(state_dict[n]) for n in names]
+  data_pkl = _state_dict_pickle(arrays, names, legacy)
+  if legacy:
+    with open(path, 'wb') as f:
+      for header in (_LEGACY_MAGIC, _LEGACY_PROTOCOL,
+                     {'protocol_version': _LEGACY_PROTOCOL, 'little_endian': True,
+                      'type_sizes': {'short': 2, 'int': 4, 'long': 4}}):
+        pickle.dump(header, f, protocol=2)
+      f.write(data_pkl)
+      pickle.dump([str(i) for i in range(len(arrays))], f, protocol=2)
+      for a in arrays:
+        f.write(struct.pack('<q', a.size) + a.astype(a.dtype.newbyteorder('<')).tobytes())
+    return
+  root = os.path.splitext(os.path.basename(path))[0] or 'archive'
+  with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as zf:
+    zf.writestr(f'{root}/data.pkl', data_pkl)
+    zf.writestr(f'{root}/byteorder', 'little')
+    for i, a in enumerate(arrays):
+      zf.writestr(f'{root}/data/{i}', a.astype(a.dtype.newbyteorder('<')).tobytes())
+    zf.writestr(f'{root}/version', '3\n')
+
+
+# --- pytorch-fid names <-> sbt_jax's Flax names ---
+
+_BN = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean', 'running_var': 'var'}
+_BN_INV = {v: k for k, v in _BN.items()}
+
+
+def torch_to_flax(state_dict: dict) -> dict[str, np.ndarray]:
+  """pytorch-fid state dict -> {'Mixed_5b/branch1x1/conv/kernel': HWIO array, ...}.
+
+  Skips `num_batches_tracked` and `AuxLogits.*`; other names pass through ('.' -> '/') so
+  a mismatch is reported by name when the params are checked.
+  """
+  flat = {}
+  for name, value in state_dict.items():
+    parts = name.removeprefix('module.').split('.')
+    if parts[-1] == 'num_batches_tracked' or parts[0] == 'AuxLogits':
+      continue
+    value = np.asarray(value)
+    if len(parts) >= 2 and parts[-2] == 'conv' and parts[-1] == 'weight' and value.ndim == 4:
+      parts[-1], value = 'kernel', value.transpose(2, 3, 1, 0)
+    elif len(parts) >= 2 and parts[-2] == 'bn' and parts[-1] in _BN:
+      parts[-1] = _BN[parts[-1]]
+    elif parts == ['fc', 'weight'] and value.ndim == 2:
+      parts, value = ['fc', 'kernel'], value.T
+    flat['/'.join(parts)] = value
+  return flat
+
+
+def flax_to_torch(flat: dict) -> dict[str, np.ndarray]:
+  """Inverse of torch_to_flax (names and layouts of pytorch-fid's state dict)."""
+  out = {}
+  for name, value in flat.items():
+    parts = name.split('/')
+    value = np.asarray(value)
+    if parts[-1] == 'kernel' and value.ndim == 4:
+      parts[-1], value = 'weight', value.transpose(3, 2, 0, 1)
+    elif parts[-1] == 'kernel':
+      parts[-1], value = 'weight', value.T
+    elif len(parts) >= 2 and parts[-2] == 'bn':
+      parts[-1] = _BN_INV[parts[-1]]
+    out['.'.join(parts)] = np.ascontiguousarray(value)
+  return out
