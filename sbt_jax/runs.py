@@ -139,8 +139,8 @@ def restore_tokenizer(workdir: str, mesh, step: int | None = None,
   aligner_cfg = None
   if aligner_workdir:
     if not family.has_aligner_stage:
-      raise ValueError(f'aligner_workdir={aligner_workdir!r}: a {config.model.name!r} '
-                       'tokenizer has no aligner stage.')
+      raise ValueError(f'aligner_workdir={aligner_workdir!r} needs a selfboottok tokenizer: '
+                       f'{workdir!r} is {config.model.name!r}, which has no aligner stage.')
     al_config = load_config(aligner_workdir)
     expect_stage(al_config, aligner_workdir, 'aligner', 'aligner_workdir')
     aligner_cfg = al_config.aligner.model
@@ -164,9 +164,10 @@ def restore_global_tokenizer(workdir: str, mesh, step: int = -1,
   tok = restore_tokenizer(workdir, mesh, None if step < 0 else step, aligner_workdir)
   aligner_cfg = load_config(aligner_workdir).aligner.model if aligner_workdir else None
   adapter = tok.spec.global_tokenizer(tok.config, rate, aligner_cfg)
-  params = {'tokenizer': {k: v for k, v in tok.params.items() if k != 'aligner'}}
-  if aligner_workdir:
-    params['aligner'] = tok.params['aligner']
+  if not aligner_workdir:
+    return adapter, {'tokenizer': tok.params}, tok.step
+  params = {'tokenizer': {k: v for k, v in tok.params.items() if k != 'aligner'},
+            'aligner': tok.params['aligner']}
   return adapter, params, tok.step
 
 

@@ -73,7 +73,8 @@ def grads_on_off():
   serves both lambdas (lambda(step) is traced: step 0 and step ramp_steps)."""
   on = _titok_config(weight=4.0, ramp_steps=1000)
   off = _off_config()
-  state = jax.jit(tokenizer.TokenizerTask(on, mesh=None).init_state)(jax.random.key(0))
+  # The init the shared set-up (and so test_train_step._run_steps) uses.
+  state = jax.jit(tokenizer.TokenizerTask(on, mesh=None).init_state)(setup.init_rng(on))
   run_on = _grad_fn(on)
   at_zero = run_on(state)
   at_four = run_on(state.replace(step=jax.numpy.asarray(1000, jax.numpy.int32)))

@@ -10,6 +10,7 @@ import pytest
 from configs import titok_fmnist
 from sbt_jax import config_defaults
 from sbt_jax import sharding
+from sbt_jax.models import registry
 from sbt_jax.models import titok
 from sbt_jax.models import vit
 from sbt_jax.trainers import setup
@@ -34,7 +35,8 @@ def _images():
 
 def _loss_and_grads(config, params):
   model = titok.build_tokenizer(config)
-  loss_fn = functools.partial(tokenizer.tokenizer_loss, model=model, config=config)
+  loss_fn = functools.partial(tokenizer.tokenizer_loss, model=model,
+                              spec=registry.spec(config), config=config)
   (loss, _), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params, {}, _images())
   return loss, grads
 
