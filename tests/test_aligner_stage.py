@@ -96,9 +96,9 @@ def test_two_mode_api_shapes_and_errors(tiny_sbt_workdir):
 def test_wrong_workdirs_give_clear_errors(tiny_workdir, tiny_sbt_workdir, aligner_workdir):
   with pytest.raises(ValueError, match='needs a selfboottok'):
     inference.Tokenizer(tiny_workdir, aligner_workdir=aligner_workdir[0])
-  with pytest.raises(ValueError, match="not stage='aligner'"):
+  with pytest.raises(ValueError, match="not of a stage='aligner' run"):
     inference.Tokenizer(tiny_sbt_workdir, aligner_workdir=tiny_sbt_workdir)
-  with pytest.raises(ValueError, match='is a .aligner. run'):
+  with pytest.raises(ValueError, match="of an? 'aligner' run, not of a stage='tokenizer'"):
     inference.Tokenizer(aligner_workdir[0])
   titok = inference.Tokenizer(tiny_workdir, batch_size=8)
   with pytest.raises(ValueError, match="mode='generate' needs a selfboottok"):
