@@ -8,6 +8,7 @@ import json
 import math
 import os
 
+from sbt_jax import metrics_file
 from sbt_jax.evaluators import image_grid
 
 _MAX_PANELS = 12
@@ -66,21 +67,8 @@ def read_metrics_jsonl(path: str) -> dict[str, tuple[list[int], list[float]]]:
   A step logged twice (a resumed or restarted run appends) keeps its last value;
   eval/num_images is left out. {} without the file.
   """
-  by_step = {}
-  if not os.path.isfile(path):
-    return {}
-  with open(path) as f:
-    for line in f:
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError:
-        continue  # A line cut by an interrupted run.
-      if not isinstance(row, dict) or 'step' not in row:
-        continue
-      for k, v in row.items():
-        wanted = (k.startswith('eval/') and k != 'eval/num_images') or k == 'train/loss'
-        if wanted and isinstance(v, (int, float)):
-          by_step.setdefault(k, {})[int(row['step'])] = float(v)
+  by_step = {k: d for k, d in metrics_file.read(path).items()
+             if (k.startswith('eval/') and k != 'eval/num_images') or k == 'train/loss'}
   return {k: (sorted(d), [d[s] for s in sorted(d)]) for k, d in by_step.items()}
 
 

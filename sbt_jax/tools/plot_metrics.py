@@ -15,10 +15,11 @@ Bad input (a missing workdir or metrics.jsonl, a metric no run logged, an unwrit
 prints one line to stderr and exits with status 2. Needs matplotlib, not JAX.
 """
 import argparse
-import json
 import math
 import os
 import sys
+
+from sbt_jax import metrics_file
 
 _SKIPPED = ('eval/num_images',)
 
@@ -40,18 +41,7 @@ def read_metrics(workdir: str) -> dict[str, dict[int, float]]:
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.isfile(path):
     raise InputError(f'no metrics.jsonl in {workdir}')
-  series = {}
-  with open(path) as f:
-    for line in f:
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError:
-        continue  # A line cut by an interrupted run.
-      if not isinstance(row, dict) or not isinstance(row.get('step'), (int, float)):
-        continue
-      for name, value in row.items():
-        if name != 'step' and isinstance(value, (int, float)) and not isinstance(value, bool):
-          series.setdefault(name, {})[int(row['step'])] = float(value)
+  series = metrics_file.read(path)
   if not series:
     raise InputError(f'no metric rows in {path}')
   return series
