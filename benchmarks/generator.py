@@ -50,6 +50,7 @@ from sbt_jax.sampling import autoregressive  # pylint: disable=wrong-import-posi
 from sbt_jax.sampling import generate  # pylint: disable=wrong-import-position
 from sbt_jax.sampling import maskgit  # pylint: disable=wrong-import-position
 from sbt_jax.trainers import generator as generator_trainer  # pylint: disable=wrong-import-position
+from sbt_jax.trainers import setup  # pylint: disable=wrong-import-position
 from sbt_jax.trainers import state as state_lib  # pylint: disable=wrong-import-position
 
 BENCHMARKS = ('train_ids', 'train_encode', 'sample_step', 'sample', 'decode')
@@ -98,7 +99,7 @@ def train_step_fn(config, adapter):
   return model, tx, step
 
 
-def bench_train(config, adapter, params, batch, args, encode: bool):
+def bench_train(config, adapter, params, batch, args, encode: bool, mesh):
   model, tx, step = train_step_fn(config, adapter)
   seq = jnp.zeros((1, adapter.num_tokens + (config.generator.type == 'maskgit')), jnp.int32)
   state = state_lib.create(model.init(jax.random.key(0), seq)['params'], tx,
@@ -113,8 +114,11 @@ def bench_train(config, adapter, params, batch, args, encode: bool):
                                       adapter.vocab_size), 'label': labels}
   _, _, xla_step = train_step_fn(with_xla(config), with_xla_adapter(adapter))
   flops = throughput.xla_flops(jax.jit(xla_step), state, params, data, rng)
-  med, times = throughput.time_stateful(jax.jit(step, donate_argnums=(0,)), state,
-                                        (params, data, rng), args.steps, args.warmup)
+  # The jit signature training compiles (trainers/setup.py): sharded, donated state.
+  state_sh = jax.tree.map(lambda _: sharding.replicated(mesh), state)
+  step_fn = setup.compile_train_step(step, mesh, state_sh)
+  med, times = throughput.time_stateful(step_fn, state, (params, data, rng), args.steps,
+                                        args.warmup)
   return med, times, flops
 
 
@@ -229,7 +233,7 @@ def main(argv=None):
   for bench in ('train_ids', 'train_encode'):
     if bench in benches:
       med, times, flops = bench_train(config, adapter, params, batch, args,
-                                      encode=bench == 'train_encode')
+                                      encode=bench == 'train_encode', mesh=mesh)
       extra = dict(batch=batch, step_times_s=[round(x, 5) for x in times])
       add(bench, 'step_time_s', med, 's', **extra)
       add(bench, 'images_per_s', batch / med, 'images/s', **extra)
