@@ -72,9 +72,8 @@ def tokenizer_and_params(args, mesh):
     return adapter, params
   config = load_config_file(args.tokenizer_config)
   adapter = registry.spec(config).global_tokenizer(config)
-  d = config.data
-  images = jnp.zeros((1, d.image_size, d.image_size, d.channels), jnp.float32)
-  params = nn.meta.unbox(adapter.model.init(jax.random.key(0), images)['params'])
+  params = nn.meta.unbox(adapter.model.init(jax.random.key(0),
+                                            runs.dummy_images(config))['params'])
   return adapter, {'tokenizer': params}
 
 

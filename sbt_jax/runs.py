@@ -113,9 +113,10 @@ def restore_params(workdir: str, abstract, step: int | None = None) -> tuple[Any
   return restored['state'][key], step
 
 
-def _dummy_images(config):
+def dummy_images(config, batch_size: int = 1):
+  """Zero images of the run's geometry, what a tokenizer is initialised (or traced) on."""
   d = config.data
-  return jnp.zeros((1, d.image_size, d.image_size, d.channels), jnp.float32)
+  return jnp.zeros((batch_size, d.image_size, d.image_size, d.channels), jnp.float32)
 
 
 @dataclasses.dataclass
@@ -126,6 +127,7 @@ class RestoredTokenizer:
   model: Any
   params: Any
   step: int
+  aligner_cfg: Any = None  # the aligner run's aligner size, when one replaced the own
 
 
 def restore_tokenizer(workdir: str, mesh, step: int | None = None,
@@ -145,7 +147,7 @@ def restore_tokenizer(workdir: str, mesh, step: int | None = None,
     expect_stage(al_config, aligner_workdir, 'aligner', 'aligner_workdir')
     aligner_cfg = al_config.aligner.model
   model = family.build(config, aligner_cfg)
-  abstract = abstract_params(lambda rng: model.init(rng, _dummy_images(config)), mesh,
+  abstract = abstract_params(lambda rng: model.init(rng, dummy_images(config)), mesh,
                              config.mesh.rules)
   if aligner_cfg is None:
     params, step = restore_params(workdir, abstract, step)
@@ -154,7 +156,7 @@ def restore_tokenizer(workdir: str, mesh, step: int | None = None,
     params, step = restore_params(workdir, tok_abstract, step)
     aligner, _ = restore_params(aligner_workdir, abstract['aligner'], aligner_step)
     params = {**params, 'aligner': aligner}
-  return RestoredTokenizer(config, family, model, params, step)
+  return RestoredTokenizer(config, family, model, params, step, aligner_cfg)
 
 
 def restore_global_tokenizer(workdir: str, mesh, step: int = -1,
@@ -162,8 +164,7 @@ def restore_global_tokenizer(workdir: str, mesh, step: int = -1,
   """(adapter, params, step) of the frozen tokenizer a generator sees (step -1: latest);
   params = {'tokenizer': ...} (+ {'aligner': ...} with aligner_workdir)."""
   tok = restore_tokenizer(workdir, mesh, None if step < 0 else step, aligner_workdir)
-  aligner_cfg = load_config(aligner_workdir).aligner.model if aligner_workdir else None
-  adapter = tok.spec.global_tokenizer(tok.config, rate, aligner_cfg)
+  adapter = tok.spec.global_tokenizer(tok.config, rate, tok.aligner_cfg)
   if not aligner_workdir:
     return adapter, {'tokenizer': tok.params}, tok.step
   params = {'tokenizer': {k: v for k, v in tok.params.items() if k != 'aligner'},

@@ -3,9 +3,7 @@ trains with (spec.loss_terms: name -> config.loss weight field)."""
 import jax
 import jax.numpy as jnp
 
-
-def l2_normalize(x, axis=-1, eps=1e-6):
-  return x * jax.lax.rsqrt(jnp.sum(x * x, axis=axis, keepdims=True) + eps)
+from sbt_jax.models.quantizer import l2_normalize
 
 
 def alignment_loss(f_hat_BxNxF, f_BxNxF):

@@ -11,6 +11,13 @@ from sbt_jax.models import selfboottok
 from sbt_jax.models import spec as spec_lib
 
 
+def _ce_bits(logits_BxLxK, ids_BxL):
+  """Per image: mean -log2 p(id) over the L local slots under the aligner's logits."""
+  nll_BxL = -jnp.take_along_axis(jax.nn.log_softmax(logits_BxLxK), ids_BxL[..., None],
+                                 -1)[..., 0]
+  return jnp.mean(nll_BxL, axis=1) / jnp.log(2.0)
+
+
 class SelfBootTokGlobalTokenizer:
   """SelfBootTok in generate mode: the generator models the G global ids only; decoding
   predicts the L local ids with the aligner (params['aligner'] when an aligner-stage run is
@@ -89,11 +96,9 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
     and generate mode: decoding from the global ids alone with the aligner's local ids."""
     del x_BxHxWxC
     logits = model.apply({'params': params}, aux['ids'], method='local_logits')
-    ce_BxL = -jnp.take_along_axis(jax.nn.log_softmax(logits), aux['local_ids'][..., None],
-                                  -1)[..., 0]
     gen_BxHxWxC, pred = model.apply({'params': params}, aux['ids'], rng, temperature,
                                     method='decode_generate')
-    metrics = {'local_ce_bits': jnp.mean(ce_BxL, axis=1) / jnp.log(2.0),
+    metrics = {'local_ce_bits': _ce_bits(logits, aux['local_ids']),
                'local_accuracy': jnp.mean((pred == aux['local_ids']).astype(jnp.float32), 1)}
     return ({'ids': aux['ids'], 'local_ids': aux['local_ids']}, metrics,
             {'generate_': gen_BxHxWxC})
@@ -143,8 +148,7 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
 
     def local_ce_bits(params, ids):
       logits = model.apply({'params': params}, ids[:, :g], method='local_logits')
-      nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), ids[:, g:, None], -1)[..., 0]
-      return {'local_ce_bits': jnp.mean(nll, axis=1) / jnp.log(2.0)}
+      return {'local_ce_bits': _ce_bits(logits, ids[:, g:])}
     return local_ce_bits
 
   def global_tokenizer(self, config, rate=-1.0, aligner_cfg=None):

@@ -17,6 +17,7 @@ evaluation and generators ask the spec and never branch on `config.model.name`:
 
 To add a family: its module, a spec subclass, one registry entry.
 """
+import abc
 import dataclasses
 
 import ml_collections
@@ -63,7 +64,7 @@ def as_int_ids(ids) -> np.ndarray:
   return ids.astype(np.int32)
 
 
-class TokenizerSpec:
+class TokenizerSpec(abc.ABC):
   """The family-specific answers; defaults are TiTok's (G global ids, one VQ codebook)."""
   name = ''
   # Stored-id formats `encode` offers ('generate': the G global ids, the rest predicted).
@@ -77,8 +78,9 @@ class TokenizerSpec:
   # (model aux key of another reconstruction, config.loss weight field, metric prefix).
   extra_reconstructions: tuple[tuple[str, str, str], ...] = ()
 
+  @abc.abstractmethod
   def build(self, config: ml_collections.ConfigDict, aligner_cfg=None):
-    raise NotImplementedError
+    """The family's Flax module for `config` (aligner_cfg: another 2D aligner size)."""
 
   def validate(self, config: ml_collections.ConfigDict, fail) -> None:
     """Calls fail(message) for a config this family cannot run."""
@@ -147,6 +149,7 @@ class TokenizerSpec:
     del model, config, mode
     return None
 
+  @abc.abstractmethod
   def global_tokenizer(self, config, rate: float = -1.0, aligner_cfg=None):
     """The adapter a generator trains on: an object with
       vocab_size, num_tokens, image_shape    ids in [0, vocab_size), num_tokens per image
@@ -154,7 +157,6 @@ class TokenizerSpec:
       encode_global_ids(params, x) -> ids    pure, jittable
       decode_global_ids(params, ids) -> x    pure, jittable, images in [-1, 1]
     where params = {'tokenizer': ...} (+ {'aligner': ...} of an aligner-stage run)."""
-    raise NotImplementedError
 
   def default_rate(self, config):
     del config

@@ -88,9 +88,7 @@ class AlignerTask:
     self._evaluator = None
 
   def boxed_state(self, rng):
-    d = self.config.data
-    images = jnp.zeros((1, d.image_size, d.image_size, d.channels), jnp.float32)
-    params = self.model.init(rng, images)['params']
+    params = self.model.init(rng, runs.dummy_images(self.config))['params']
     return state_lib.create(params['aligner'], self.tx, self.config.optim.ema_decay > 0, {})
 
   def init_state(self, rng):

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from sbt_jax import runs
 from sbt_jax.evaluators import tokenizer_eval
 from sbt_jax.losses import perceptual
 from sbt_jax.losses import tokenizer as tokenizer_loss_lib
@@ -93,8 +94,7 @@ class TokenizerTask:
     self._evaluator = None
 
   def dummy_images(self, batch_size=1):
-    d = self.config.data
-    return jnp.zeros((batch_size, d.image_size, d.image_size, d.channels), jnp.float32)
+    return runs.dummy_images(self.config, batch_size)
 
   def boxed_state(self, rng):
     """State with nn.Partitioned params (for eval_shape -> shardings)."""
