@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 
 from sbt_jax.data import fashion_mnist_deb  # pylint: disable=unused-import  (registers it)
 from sbt_jax.data import image_folder
+from sbt_jax.data import photo_tiles_deb  # pylint: disable=unused-import  (registers it)
 
 # Orbax integration: grain's handler stores one JSON state file per process.
 #   ocp.CheckpointManager(dir, item_names=('data_iter', ...),
@@ -35,6 +36,9 @@ def _prepare_hint(name: str) -> str:
   cmd = f'python -m sbt_jax.data.prepare --dataset {name} --data_dir DIR'
   if name == fashion_mnist_deb.FashionMnistDeb.name:
     return f'Prepare it with `{cmd}` (reads Debian\'s dataset-fashion-mnist, no download).'
+  if name == photo_tiles_deb.PhotoTilesDeb.name:
+    return (f'Prepare it with `bash launch/setup.sh --photos` or `{cmd}` (reads the photographs '
+            f'of Debian\'s {", ".join(photo_tiles_deb.PACKAGES)}, no download).')
   return (f'Prepare it in the array_record format, e.g. `{cmd}` (TFDS may need its manual '
           'download files first).')
 

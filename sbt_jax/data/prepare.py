@@ -1,6 +1,7 @@
 """Builds a TFDS dataset as ArrayRecord (readable by grain without TensorFlow).
 
   python -m sbt_jax.data.prepare --dataset fashion_mnist_deb [--data_dir DIR]
+  python -m sbt_jax.data.prepare --dataset photo_tiles_deb   # natural RGB (launch/setup.sh --photos)
 
 Idempotent: an already prepared dataset is only located, not rebuilt.
 """
@@ -10,6 +11,7 @@ import time
 import tensorflow_datasets as tfds
 
 from sbt_jax.data import fashion_mnist_deb  # pylint: disable=unused-import  (registers it)
+from sbt_jax.data import photo_tiles_deb  # pylint: disable=unused-import  (registers it)
 
 
 def prepare(dataset: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:

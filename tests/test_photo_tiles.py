@@ -1,0 +1,71 @@
+"""The natural-RGB dataset photo_tiles_deb, built from small fake photographs."""
+import numpy as np
+from PIL import Image
+import pytest
+
+from sbt_jax import config_defaults
+from sbt_jax.data import photo_tiles_deb
+from sbt_jax.data import pipeline
+from sbt_jax.data import prepare
+
+SCALES = (32, 64)  # A 32x48 photograph gives 1 tile at 32 and 2x3 at 64.
+
+
+def _photo_HxWx3(label):
+  rng = np.random.default_rng(label)
+  return rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope='module')
+def built(tmp_path_factory):
+  photos = tmp_path_factory.mktemp('backgrounds')
+  for label, (path, _) in enumerate(photo_tiles_deb.PHOTOS):
+    (photos / path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_photo_HxWx3(label)).save(photos / path, format='PNG')  # lossless
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setenv(photo_tiles_deb.ENV_DIR, str(photos))
+    mp.setattr(photo_tiles_deb, 'SCALES', SCALES)
+    prepare.prepare('photo_tiles_deb', data_dir)
+  return data_dir
+
+
+def test_tiles_cut_every_scale_without_overlap():
+  image_HxWx3 = _photo_HxWx3(0)
+  cut = list(photo_tiles_deb.tiles(image_HxWx3, 32, SCALES))
+  assert [(s, y, x) for s, y, x, _ in cut] == [(32, 0, 0)] + [
+      (64, y, x) for y in (0, 32) for x in (0, 32, 64)]
+  np.testing.assert_array_equal(cut[0][3], image_HxWx3[:, :32])  # scale 1: a plain crop
+  assert all(t.shape == (32, 32, 3) and t.dtype == np.uint8 for *_, t in cut)
+
+
+@pytest.mark.parametrize('split', ['train', 'test'])
+def test_split_is_by_photograph(built, split):
+  cfg = config_defaults.base_config().data
+  cfg.name, cfg.data_dir = 'photo_tiles_deb', built
+  source = pipeline.make_source(cfg, split)
+  labels = [i for i, (_, s) in enumerate(photo_tiles_deb.PHOTOS) if s == split]
+  assert len(source) == 7 * len(labels)
+  seen = {}
+  for index in range(len(source)):
+    example = source[index]
+    seen.setdefault(int(example['label']), []).append(example)
+  assert sorted(seen) == labels  # no photograph is in both splits
+  for label, examples in seen.items():
+    expected = {(s, t.tobytes()) for s, _, _, t in
+                photo_tiles_deb.tiles(_photo_HxWx3(label), 32, SCALES)}
+    assert {(int(e['scale']), e['image'].tobytes()) for e in examples} == expected
+
+
+def test_split_sizes_and_class_names():
+  splits = [s for _, s in photo_tiles_deb.PHOTOS]
+  assert (splits.count('train'), splits.count('test')) == (20, 6)
+  assert len(set(photo_tiles_deb.class_names())) == len(photo_tiles_deb.PHOTOS)
+
+
+def test_missing_photographs_name_the_packages(tmp_path, monkeypatch):
+  monkeypatch.setenv(photo_tiles_deb.ENV_DIR, str(tmp_path / 'nothing_here'))
+  with pytest.raises(FileNotFoundError, match='apt-get install mate-backgrounds') as e:
+    prepare.prepare('photo_tiles_deb', str(tmp_path / 'tfds'))
+  assert str(tmp_path / 'nothing_here') in str(e.value) and '26 of the 26' in str(e.value)
+  assert not (tmp_path / 'tfds' / 'photo_tiles_deb' / '1.0.0').exists()
