@@ -21,8 +21,9 @@ decoder's output (the mean passes beside the tokens: a diagnostic, not a tokeniz
 The loss is TiTok's L1 + L2 (+ the VQ terms for vq), AdamW with warm-up and cosine decay as
 in configs/titok_fmnist.py, batches of 64 drawn with a fixed seed (the same batches for
 every ablation). At the end: the mean per-image PSNR (dB, [0, 1] space, as the tokenizer eval
-computes it) on the first --eval_images tiles of the held-out test split, appended with the
-options, commit and CPU flags to --out. Compare with each tile's mean colour:
+computes it) on the first --eval_images tiles of the held-out test split, and the PSNR of the
+reconstruction's mean colour against the tile's (colour fidelity, from test_colour_psnr on),
+appended with the options, commit and CPU flags to --out. Compare with each tile's mean colour:
 `python -m sbt_jax.tools.trivial_baselines`.
 """
 import argparse
@@ -87,11 +88,16 @@ class Autoencoder(nn.Module):
     return recon, vq_loss
 
 
-def load_split(split):
+def load_split(split, num_photos=0):
+  """Tiles of `split` in [-1, 1]; num_photos > 0: only those of its first num_photos photos."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from sbt_jax.data import photo_tiles_deb  # pylint: disable=g-import-not-at-top,unused-import
   source = tfds.builder('photo_tiles_deb').as_data_source(split=split)
-  images = np.stack([source[i]['image'] for i in range(len(source))])
+  examples = [source[i] for i in range(len(source))]
+  if num_photos > 0:
+    keep = sorted({int(e['label']) for e in examples})[:num_photos]
+    examples = [e for e in examples if int(e['label']) in keep]
+  images = np.stack([e['image'] for e in examples])
   return images.astype(np.float32) / 127.5 - 1.0
 
 
@@ -114,6 +120,8 @@ def main():
   p.add_argument('--pos_std', type=float, default=0.0,
                  help='>0: init std of every position embedding, mask and latent token')
   p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--train_photos', type=int, default=0,
+                 help='>0: train on the tiles of only this many of the 20 train photographs')
   p.add_argument('--eval_images', type=int, default=1500)
   p.add_argument('--out', default='benchmarks/rgb_diagnosis.jsonl')
   a = p.parse_args()
@@ -127,7 +135,7 @@ def main():
   titok_fmnist.common.set_vit(c.model.encoder, c.model.decoder, width=a.width, depth=a.depth,
                               num_heads=2)
   model = Autoencoder(c, a)
-  x_train, x_test = load_split('train'), load_split('test')[:a.eval_images]
+  x_train, x_test = load_split('train', a.train_photos), load_split('test')[:a.eval_images]
   params = model.init(jax.random.key(a.seed), jnp.asarray(x_train[:2]))['params']
   o = c.optim
   schedule = optax.warmup_cosine_decay_schedule(0.0, a.lr, o.warmup_steps, a.steps,
@@ -152,22 +160,26 @@ def main():
     return optax.apply_updates(params, updates), opt_state
 
   @jax.jit
-  def psnr_B(params, x):
-    recon01 = jnp.clip((forward(params, x)[0] + 1) / 2, 0, 1)
-    return -10 * jnp.log10(jnp.mean(jnp.square(recon01 - (x + 1) / 2), axis=(1, 2, 3)))
+  def psnr_Bx2(params, x):
+    """[per-tile PSNR, per-tile PSNR of the mean colour alone (colour fidelity)]."""
+    recon01, x01 = jnp.clip((forward(params, x)[0] + 1) / 2, 0, 1), (x + 1) / 2
+    colour_err = jnp.mean(recon01, axis=(1, 2)) - jnp.mean(x01, axis=(1, 2))
+    return jnp.stack([-10 * jnp.log10(jnp.mean(jnp.square(recon01 - x01), axis=(1, 2, 3))),
+                      -10 * jnp.log10(jnp.mean(jnp.square(colour_err), axis=-1) + 1e-10)], -1)
 
   rng = np.random.default_rng(a.seed)
   start = time.time()
   for _ in range(a.steps):
     params, opt_state = train_step(params, opt_state,
                                    jnp.asarray(x_train[rng.integers(0, len(x_train), 64)]))
-  psnr = float(np.mean(np.concatenate(
-      [np.asarray(psnr_B(params, jnp.asarray(x_test[i:i + 500])))
-       for i in range(0, len(x_test), 500)])))
+  scores = np.concatenate([np.asarray(psnr_Bx2(params, jnp.asarray(x_test[i:i + 500])))
+                           for i in range(0, len(x_test), 500)])
+  psnr, colour_psnr = (float(v) for v in scores.mean(axis=0))
   commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
                           text=True, check=False).stdout.strip()
   flags = [f for f in ('avx512f', 'avx512_bf16', 'amx_bf16') if f in open('/proc/cpuinfo').read()]
   row = {'benchmark': 'rgb_diagnosis', 'name': a.name, 'test_psnr': round(psnr, 2),
+         'test_colour_psnr': round(colour_psnr, 2), 'train_tiles': len(x_train),
          'seconds': round(time.time() - start, 1), 'options': vars(a), 'commit': commit,
          'cpu_flags': flags, 'command': ' '.join(sys.argv)}
   print(json.dumps(row))
