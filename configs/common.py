@@ -72,6 +72,41 @@ def fmnist_aligned_tokenizer(c, aligner):
   set_vit(aligner, width=64, depth=2, num_heads=2)  # the aligner of the second token kind
 
 
+def photos_tokenizer(c, num_steps, width=64, depth=2):
+  """32x32 RGB tiles of photo_tiles_deb (bash launch/setup.sh --photos; held-out photographs
+  in 'test'), sized to train on a 2-core CPU in minutes. The fix of docs/natural_rgb.md:
+  each tile's mean colour as 3 exact 8-bit side ids, FSQ codebooks (256 = 4 levels ** 4
+  dims, 8 bits per token) instead of the cosine VQ, and spatially mixed latents."""
+  c.data.name = 'photo_tiles_deb'
+  c.data.image_size = 32
+  c.data.channels = 3
+  c.data.global_batch_size = 64
+  c.data.eval_batch_size = 256
+  c.model.patch_size = 4  # 8 x 8 = 64 patches
+  c.model.num_global_tokens = 16  # 16 x 8 = 128 bits, + 24 bits of colour ids
+  c.model.quantizer = 'fsq'
+  c.model.codebook_size = 256
+  c.model.token_dim = 4
+  c.model.colour_levels = 256  # 8 bits per channel
+  c.model.spatial_mix = True  # latents / mask rows start from learned mixes (no plateau)
+  set_vit(c.model.encoder, c.model.decoder, width=width, depth=depth, num_heads=2)
+  c.loss.lpips_weight = 0.0  # 4x the step cost on a CPU; eval still reports LPIPS
+  c.optim.learning_rate = 1e-3
+  c.optim.warmup_steps = 100
+  c.train.num_steps = num_steps
+  c.train.log_every = 50
+  c.train.eval_every = 0  # only at the end: one eval of the whole split takes ~5 min on 2 cores
+  c.train.checkpoint_every = 500
+  c.train.eval_num_images = -1  # the whole test split (3,044 tiles of 6 unseen photographs)
+
+
+def runlocal_photos(c, vits):
+  """`runlocal` of a photos config: 4 steps of 16 tiles, 64-entry codebooks (4 ** 3)."""
+  runlocal_fmnist(c, vits, tokens=4, codebook=64)
+  c.model.token_dim = 3
+  c.model.colour_levels = 64
+
+
 def imagenet256_data(c, batch_size, eval_batch_size):
   """ImageNet-2012 prepared by TFDS (array_record) at 256x256 RGB; eval on validation."""
   c.data.name = 'imagenet2012'

@@ -7,6 +7,8 @@ locked: assigning a key that is not defined here (a typo in a config file or in 
 """
 import ml_collections
 
+from sbt_jax.models import fsq
+from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import registry
 
 STAGES = ('tokenizer', 'aligner', 'generator')
@@ -172,6 +174,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.codebook_size = 256
   # Dimension of a quantized token (codebook vector size).
   c.model.token_dim = 12
+  # Every codebook's quantizer: 'vq' (nearest l2-normalised code; models/quantizer.py) or
+  # 'fsq' (finite scalar quantization, no learned codebook; models/fsq.py: each codebook's
+  # size must be levels ** its token dim, e.g. 256 = 4 ** 4).
+  c.model.quantizer = 'vq'
+  # V > 0: each image's mean colour is coded apart as C exact ids of V levels (log2 V bits
+  # per channel), after the G learned global ids; the tokens carry the rest (models/colour.py,
+  # docs/natural_rgb.md). V <= codebook_size. 0: off.
+  c.model.colour_levels = 0
+  # The encoder's latents start from a learned linear mix of the patch embeddings, and the
+  # decoder's mask rows from one of the token embeddings (two small G x N matrices): the
+  # content reaches the tokens from step 0 instead of after an attention plateau
+  # (models/titok.py spatial_mix; docs/natural_rgb.md).
+  c.model.spatial_mix = False
   # Weight of the encoder commitment term ||z - sg(q)||^2 inside the quantizer loss.
   c.model.commitment_cost = 0.25
   # Every this many steps, move codes whose EMA usage share fell below
@@ -184,8 +199,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Encoder and decoder transformer sizes.
   c.model.encoder = _vit('tiny')
   c.model.decoder = _vit('tiny')
-  # [SBT] Global quantizer: 'vq' (l2-normalised codebook, commitment) or 'soft'
-  # (SoftVQ-style softmax over cosine similarities; see models/soft_quantizer.py).
+  # [SBT] Global quantizer: 'vq' (model.quantizer's kind) or 'soft' (SoftVQ-style softmax
+  # over cosine similarities; models/soft_quantizer.py; needs model.quantizer='vq').
   c.model.global_quantizer = 'vq'
   # [SBT] Temperature of the 'soft' quantizer's softmax over cosine similarities.
   c.model.soft_temperature = 0.1
@@ -364,6 +379,24 @@ def migrate_renamed_keys(config: dict) -> dict:
   return config
 
 
+def _validate_quantizers(c, family, fail):
+  """model.quantizer, FSQ codebook sizes and model.colour_levels."""
+  m = c.model
+  if m.quantizer not in quantizer_lib.KINDS:
+    fail(f'model.quantizer={m.quantizer!r}; expected one of {quantizer_lib.KINDS}')
+  if m.quantizer == 'fsq':
+    for book in family.codebooks(c):
+      if book.restartable:
+        continue
+      if not fsq.levels_for(book.size, book.token_dim):
+        fail(f"model.quantizer='fsq' needs each codebook's size to be levels ** token_dim "
+             f'(e.g. 256 = 4 ** 4); the {book.param} has {book.size} entries of dimension '
+             f'{book.token_dim}')
+  if m.colour_levels and not 2 <= m.colour_levels <= m.codebook_size:
+    fail(f'model.colour_levels={m.colour_levels} must be 0 (off) or in [2, '
+         f'model.codebook_size={m.codebook_size}] (colour ids share the global vocabulary)')
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field when fields disagree with each other."""
   def fail(msg):
@@ -390,6 +423,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     fail(f'model.name={c.model.name!r}; expected one of {registry.MODEL_NAMES}')
   family = registry.spec(c)
   family.validate(c, fail)
+  _validate_quantizers(c, family, fail)
   if c.stage == 'aligner':
     if not family.has_aligner_stage:
       fail(f"stage='aligner' trains a SelfBootTok aligner; model.name={c.model.name!r} has "

@@ -9,6 +9,7 @@ from typing import Any
 import jax.numpy as jnp
 import ml_collections
 
+from sbt_jax.models import colour
 from sbt_jax.models import vit
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -17,11 +18,22 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 @dataclasses.dataclass(frozen=True)
 class Geometry:
   """Images of image_size^2 x channels, cut into (image_size / patch_size)^2 patches, and
-  G = num_global_tokens 1D tokens (TiTok's latent tokens, SelfBootTok's global tokens)."""
+  G = num_global_tokens 1D tokens (TiTok's latent tokens, SelfBootTok's global tokens), and
+  with colour_levels > 0 the mean colour as C more global ids (models/colour.py)."""
   image_size: int
   channels: int
   patch_size: int
   num_global_tokens: int
+  colour_levels: int = 0  # 0: no colour ids
+
+  @property
+  def num_colour_ids(self) -> int:
+    return colour.num_ids(self.colour_levels, self.channels)
+
+  @property
+  def num_global_ids(self) -> int:
+    """Global ids per image: the G learned ones, then the colour ids."""
+    return self.num_global_tokens + self.num_colour_ids
 
   @property
   def num_patches(self) -> int:
@@ -35,21 +47,25 @@ class Geometry:
   def from_config(cls, config: ml_collections.ConfigDict) -> 'Geometry':
     return cls(image_size=config.data.image_size, channels=config.data.channels,
                patch_size=config.model.patch_size,
-               num_global_tokens=config.model.num_global_tokens)
+               num_global_tokens=config.model.num_global_tokens,
+               colour_levels=config.model.colour_levels)
 
 
 @dataclasses.dataclass(frozen=True)
 class TransformerOptions:
-  """How every transformer of a model computes (not its size: see vit.sizes)."""
+  """How every transformer of a model computes (not its size: see vit.sizes), and whether
+  the tokenizer's encoder and decoder mix rows spatially (titok.spatial_mix)."""
   dtype: Any = jnp.float32
   attention_impl: str = 'auto'
   remat_policy: str = 'none'
   scan_layers: bool = False
+  spatial_mix: bool = False
 
   @classmethod
   def from_config(cls, model: ml_collections.ConfigDict) -> 'TransformerOptions':
     return cls(dtype=DTYPES[model.compute_dtype], attention_impl=model.attention_impl,
-               remat_policy=model.remat_policy, scan_layers=model.scan_layers)
+               remat_policy=model.remat_policy, scan_layers=model.scan_layers,
+               spatial_mix=model.spatial_mix)
 
   def transformer(self, size, name: str = 'transformer') -> vit.Transformer:
     """A vit.Transformer of `size` (a config dict: width, depth, num_heads, mlp_ratio)."""

@@ -71,3 +71,14 @@ class VectorQuantizer(nn.Module):
         'commit_loss': commit_loss,
     }
     return q_st_BxGxT, aux
+
+
+KINDS = ('vq', 'fsq')
+
+
+def build(kind: str, codebook_size: int, token_dim: int):
+  """The quantizer of `kind` (config model.quantizer): 'vq' (this file) or 'fsq'."""
+  from sbt_jax.models import fsq  # pylint: disable=g-import-not-at-top (fsq imports nothing of ours)
+  if kind == 'fsq':
+    return fsq.FSQuantizer(codebook_size, token_dim)
+  return VectorQuantizer(codebook_size, token_dim)

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sbt_jax.models import aligner as aligner_lib
+from sbt_jax.models import colour
 from sbt_jax.models import options as options_lib
 from sbt_jax.models import ot_pool
 from sbt_jax.models import quantizer as quantizer_lib
@@ -78,6 +79,8 @@ class SelfBootTok(nn.Module):
   # Generate-mode reconstruction in __call__ (loss.w_generate > 0); also lets the aligner's
   # gradient reach the global tokens (otherwise its inputs are stop-gradient).
   generate_recon: bool = False
+  # Every codebook's quantizer ('vq' or 'fsq'); global_quantizer='soft' overrides the global.
+  quantizer_kind: str = 'vq'
   options: options_lib.TransformerOptions = options_lib.TransformerOptions()
 
   @property
@@ -97,14 +100,14 @@ class SelfBootTok(nn.Module):
           self.codebook_size, self.token_dim, self.soft_temperature,
           self.soft_straight_through)
     else:
-      self.quantizer = quantizer_lib.VectorQuantizer(
-          self.codebook_size, self.token_dim)
+      self.quantizer = quantizer_lib.build(self.quantizer_kind, self.codebook_size,
+                                           self.token_dim)
     self.to_local = vit.Dense(self.local_token_dim, self.options.dtype, 'to_local',
                               ('embed', 'token'), ('token',))
     self.prototypes = Prototypes(self.num_local_tokens, self.local_token_dim,
                                  self.prototype_hidden)
-    self.local_quantizer = quantizer_lib.VectorQuantizer(
-        self.local_codebook_size, self.local_token_dim)
+    self.local_quantizer = quantizer_lib.build(self.quantizer_kind, self.local_codebook_size,
+                                               self.local_token_dim)
     self.local_embed = vit.Dense(self.token_dim, jnp.float32, 'local_embed',
                                  ('token', None), (None,))
     self.aligner = aligner_lib.Aligner2D(
@@ -115,8 +118,13 @@ class SelfBootTok(nn.Module):
   # --- pieces -------------------------------------------------------------------------
 
   def _encode_global(self, x_BxHxWxC):
+    """(g_q, aux: ids, VQ terms and, with colour ids on, colour_ids; patch states, extra
+    latents), all of x minus its mean colour when colour ids are on."""
+    x_BxHxWxC, colour_ids = colour.split_image(x_BxHxWxC, self.geometry)
     z_BxGxT, patches_BxNxD, extra_BxLxD = self.encoder(x_BxHxWxC)
     g_q_BxGxT, aux = self.quantizer(z_BxGxT)
+    if colour_ids is not None:
+      aux['colour_ids'] = colour_ids
     return g_q_BxGxT, aux, patches_BxNxD, extra_BxLxD
 
   def _local_slots(self, patches_BxNxD, extra_BxLxD, protos_BxLxF):
@@ -138,9 +146,10 @@ class SelfBootTok(nn.Module):
     pooled_BxLxF, plan_BxNxL, _, _ = ot_pool.ot_pool(f_hat_BxNxF, protos_BxLxF, cfg)
     return self.aligner.logits(s_BxLxD, pooled_BxLxF), f_hat_BxNxF, plan_BxNxL
 
-  def _decode(self, g_q_BxGxT, l_q_BxLxF, plan_BxNxL):
+  def _decode(self, g_q_BxGxT, l_q_BxLxF, plan_BxNxL, colour_ids_BxC=None):
     tokens = jnp.concatenate([g_q_BxGxT, self.local_embed(l_q_BxLxF)], axis=1)
-    return self.decoder(tokens, plan_BxNxL if self.slot_positions else None)
+    x_BxHxWxC = self.decoder(tokens, plan_BxNxL if self.slot_positions else None)
+    return colour.add_back(x_BxHxWxC, colour_ids_BxC, self.geometry)
 
   @staticmethod
   def choose_local_ids(logits_BxLxK, rng=None, temperature: float = 1.0):
@@ -152,19 +161,20 @@ class SelfBootTok(nn.Module):
   # --- public API -----------------------------------------------------------------------
 
   def encode(self, x_BxHxWxC):
-    """Compress-mode ids: (global ids B x G, local ids B x L)."""
+    """Compress-mode ids: (global ids B x G (+ C colour ids), local ids B x L)."""
     g_q, aux, patches, extra = self._encode_global(x_BxHxWxC)
     slots, _, _ = self._local_slots(patches, extra, self.prototypes(g_q))
     _, laux = self.local_quantizer(slots)
-    return aux['ids'], laux['ids']
+    return colour.join_ids(aux), laux['ids']
 
   def encode_global(self, x_BxHxWxC):
-    """Generate-mode ids: the G global ids only."""
-    return self._encode_global(x_BxHxWxC)[1]['ids']
+    """Generate-mode ids: the G global ids (+ C colour ids) only."""
+    return colour.join_ids(self._encode_global(x_BxHxWxC)[1])
 
   def local_logits(self, global_ids_BxG):
-    """The aligner's logits over local ids given only global ids (B x L x K_local)."""
-    g_q = self.quantizer.lookup(global_ids_BxG)
+    """The aligner's logits over local ids given only global ids (B x L x K_local); colour
+    ids, if any, are not read."""
+    g_q = self.quantizer.lookup(colour.split_ids(global_ids_BxG, self.geometry)[0])
     return self._predict_local(g_q, self.prototypes(g_q))[0]
 
   def aligner_targets(self, x_BxHxWxC):
@@ -182,24 +192,28 @@ class SelfBootTok(nn.Module):
     return logits, f_hat
 
   def decode_compress(self, global_ids_BxG, local_ids_BxL):
+    """Image from global ids (+ colour ids) and local ids."""
+    global_ids_BxG, colour_ids = colour.split_ids(global_ids_BxG, self.geometry)
     g_q = self.quantizer.lookup(global_ids_BxG)
     plan = None
     if self.slot_positions and self.local_tokens == 'ot':
       plan = self._predict_local(g_q, self.prototypes(g_q))[2]
-    return self._decode(g_q, self.local_quantizer.lookup(local_ids_BxL), plan)
+    return self._decode(g_q, self.local_quantizer.lookup(local_ids_BxL), plan, colour_ids)
 
   def decode_generate(self, global_ids_BxG, rng=None, temperature: float = 1.0):
-    """(image, predicted local ids) from global ids alone."""
+    """(image, predicted local ids) from global ids (+ colour ids) alone."""
+    global_ids_BxG, colour_ids = colour.split_ids(global_ids_BxG, self.geometry)
     g_q = self.quantizer.lookup(global_ids_BxG)
     logits, _, plan = self._predict_local(g_q, self.prototypes(g_q))
     local_ids = self.choose_local_ids(logits, rng, temperature)
-    return self._decode(g_q, self.local_quantizer.lookup(local_ids), plan), local_ids
+    return (self._decode(g_q, self.local_quantizer.lookup(local_ids), plan, colour_ids),
+            local_ids)
 
   def decode_ids(self, ids):
-    """Compress-mode decoding from (global ids, local ids) or a [B, G+L] array."""
+    """Compress-mode decoding from (global ids, local ids) or a [B, G (+ C) + L] array."""
     if isinstance(ids, (tuple, list)):
       return self.decode_compress(*ids)
-    g = self.num_global_tokens
+    g = self.geometry.num_global_ids
     return self.decode_compress(ids[:, :g], ids[:, g:])
 
   def __call__(self, x_BxHxWxC):
@@ -212,7 +226,8 @@ class SelfBootTok(nn.Module):
     # not reshape the global tokens or prototypes it reads.
     sg = (lambda t: t) if self.generate_recon else jax.lax.stop_gradient
     logits, f_hat, plan_gen = self._predict_local(sg(g_q), sg(protos))
-    recon = self._decode(g_q, l_q, plan_gen)
+    colour_ids = aux.get('colour_ids')
+    recon = self._decode(g_q, l_q, plan_gen, colour_ids)
     # What the losses (losses/terms.py) need: codes, 2D tokens and the aligner's outputs.
     out = {
         'ids': aux['ids'], 'z': aux['z'], 'codebook_loss': aux['codebook_loss'],
@@ -223,6 +238,8 @@ class SelfBootTok(nn.Module):
     }
     if 'soft_assignment_entropy' in aux:
       out['soft_assignment_entropy'] = aux['soft_assignment_entropy']
+    if 'colour_ids' in aux:
+      out['colour_ids'] = aux['colour_ids']
     if self.generate_recon:
       # Straight-through argmax: forward = argmax-id decoding, gradient of the expectation.
       probs = jax.nn.softmax(logits)
@@ -230,7 +247,7 @@ class SelfBootTok(nn.Module):
       soft_q = probs @ codes
       hard_q = jnp.take(codes, jnp.argmax(logits, -1), axis=0)
       gen_q = soft_q + jax.lax.stop_gradient(hard_q - soft_q)
-      out['recon_generate'] = self._decode(g_q, gen_q, plan_gen)
+      out['recon_generate'] = self._decode(g_q, gen_q, plan_gen, colour_ids)
     return recon, out
 
 
@@ -248,5 +265,5 @@ def build(config: ml_collections.ConfigDict, aligner_cfg=None) -> SelfBootTok:
       ot=ot_pool.OTConfig.from_config(m.ot),
       encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),
       aligner_cfg=dict(aligner_cfg if aligner_cfg is not None else m.aligner),
-      generate_recon=config.loss.w_generate > 0,
+      generate_recon=config.loss.w_generate > 0, quantizer_kind=m.quantizer,
       options=options_lib.TransformerOptions.from_config(m))

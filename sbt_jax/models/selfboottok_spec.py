@@ -1,11 +1,13 @@
 """SelfBootTok as the rest of sbt_jax sees it (see models/spec.py).
 
 Stored ids: compress mode [B, G + L] (global then local ids), generate mode [B, G] (the
-aligner predicts the local ids when decoding: argmax at temperature 0, else sampled).
+aligner predicts the local ids when decoding: argmax at temperature 0, else sampled); with
+colour ids on (models/colour.py) the C colour ids follow the G global ids in both.
 """
 import jax
 import jax.numpy as jnp
 
+from sbt_jax.models import colour
 from sbt_jax.models import options as options_lib
 from sbt_jax.models import selfboottok
 from sbt_jax.models import spec as spec_lib
@@ -29,7 +31,7 @@ class SelfBootTokGlobalTokenizer:
     self.config = config
     self.model = selfboottok.build(config, aligner_cfg)
     self.vocab_size = config.model.codebook_size
-    self.num_tokens = config.model.num_global_tokens
+    self.num_tokens = spec_lib.num_global_ids(config)  # G (+ C colour ids)
     self.image_shape = options_lib.Geometry.from_config(config).image_shape
     # Local ids: argmax of the aligner (0) or sampled at this temperature.
     self.local_temperature = 0.0
@@ -71,6 +73,9 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
     for key, (value, allowed) in choices.items():
       if value not in allowed:
         fail(f'{key}={value!r}; expected one of {allowed}')
+    if m.global_quantizer == 'soft' and m.quantizer != 'vq':
+      fail(f"model.global_quantizer='soft' needs model.quantizer='vq' (soft assignment to "
+           f'a learned codebook); got {m.quantizer!r}')
     if m.num_local_tokens < 1:
       fail(f'model.num_local_tokens={m.num_local_tokens} must be >= 1 for selfboottok')
     if m.ot.epsilon_rel <= 0:
@@ -82,8 +87,12 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
         fail(f'{key}.width={vit.width} is not divisible by num_heads={vit.num_heads}')
 
   def codebooks(self, config):
-    return super().codebooks(config) + (
-        spec_lib.Codebook('local_quantizer', config.model.local_codebook_size, 'local_'),)
+    m = config.model
+    books = super().codebooks(config)
+    if m.global_quantizer == 'soft':  # a learned codebook, restartable
+      books = (spec_lib.Codebook('quantizer', m.codebook_size, '', m.token_dim),)
+    return books + (spec_lib.book(config, 'local_quantizer', m.local_codebook_size,
+                                  m.local_token_dim, 'local_'),)
 
   def loss_terms(self, config):
     terms = (('align_loss', 'align_weight'), ('local_ce', 'local_ce_weight'))
@@ -95,8 +104,9 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
     """Local ids, the aligner's per-image local-id cross-entropy (bits/token) and accuracy,
     and generate mode: decoding from the global ids alone with the aligner's local ids."""
     del x_BxHxWxC
-    logits = model.apply({'params': params}, aux['ids'], method='local_logits')
-    gen_BxHxWxC, pred = model.apply({'params': params}, aux['ids'], rng, temperature,
+    global_ids = colour.join_ids(aux)
+    logits = model.apply({'params': params}, global_ids, method='local_logits')
+    gen_BxHxWxC, pred = model.apply({'params': params}, global_ids, rng, temperature,
                                     method='decode_generate')
     metrics = {'local_ce_bits': _ce_bits(logits, aux['local_ids']),
                'local_accuracy': jnp.mean((pred == aux['local_ids']).astype(jnp.float32), 1)}
@@ -104,8 +114,8 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
             {'generate_': gen_BxHxWxC})
 
   def ids_per_image(self, config, mode):
-    m = config.model
-    return m.num_global_tokens + (m.num_local_tokens if mode == 'compress' else 0)
+    return spec_lib.num_global_ids(config) + (
+        config.model.num_local_tokens if mode == 'compress' else 0)
 
   def encode_fn(self, model, mode):
     if mode == 'generate':
@@ -114,13 +124,14 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
         model.apply({'params': p}, x, method='encode'), axis=1)
 
   def check_ids(self, config, ids):
-    """[B, G + L] decodes in compress mode, [B, G] in generate mode."""
+    """[B, G + L] decodes in compress mode, [B, G] in generate mode (G: the global ids,
+    colour ids included)."""
     ids = spec_lib.as_int_ids(ids)
     m = config.model
-    g, l = m.num_global_tokens, m.num_local_tokens
+    g, l = spec_lib.num_global_ids(config), m.num_local_tokens
     if ids.shape[1] not in (g, g + l):
       raise ValueError(f'decode expects ids of shape [B, {g} or {g + l}]; got {ids.shape}')
-    spec_lib.check_id_range(ids, 0, g, m.codebook_size, 'global')
+    spec_lib.check_global_ids(config, ids)
     if ids.shape[1] == g:
       return ids, 'generate'
     spec_lib.check_id_range(ids, g, g + l, m.local_codebook_size, 'local')
@@ -136,7 +147,8 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
     out = super().id_histograms(config, ids, mode)
     if mode == 'compress':
       m = config.model
-      out['local_'] = (ids[:, m.num_global_tokens:].reshape(-1), m.local_codebook_size)
+      out['local_'] = (ids[:, spec_lib.num_global_ids(config):].reshape(-1),
+                       m.local_codebook_size)
     return out
 
   def ids_metrics_fn(self, model, config, mode):
@@ -144,7 +156,7 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
     L slots, the bits per local token that the global ids do not already determine."""
     if mode != 'compress':
       return None
-    g = config.model.num_global_tokens
+    g = spec_lib.num_global_ids(config)
 
     def local_ce_bits(params, ids):
       logits = model.apply({'params': params}, ids[:, :g], method='local_logits')

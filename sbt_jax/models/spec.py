@@ -23,16 +23,21 @@ import dataclasses
 import ml_collections
 import numpy as np
 
+from sbt_jax.models import colour
+
 
 @dataclasses.dataclass(frozen=True)
 class Codebook:
   """One codebook of a tokenizer: params[param]['codebook'] of `size` entries; the model's
   aux output holds its ids, the vectors it quantized and its VQ terms under
   {prefix}ids, {prefix}z, {prefix}codebook_loss, {prefix}commit_loss; metrics and the usage
-  EMA carry `prefix` ('' global, 'local_', 'patch_')."""
+  EMA carry `prefix` ('' global, 'local_', 'patch_'). An FSQ codebook (models/fsq.py) has
+  no params and is not restartable."""
   param: str
   size: int
   prefix: str = ''
+  token_dim: int = 0  # the dimension of its vectors (FSQ: size must be levels ** token_dim)
+  restartable: bool = True  # dead-code restarts may move its entries
 
   @property
   def ids_key(self) -> str:
@@ -53,6 +58,26 @@ def check_id_range(ids, lo: int, hi: int, size: int, what: str) -> None:
   if part.size and (part.min() < 0 or part.max() >= size):
     raise ValueError(f'{what} ids must be in [0, {size}); got range '
                      f'[{part.min()}, {part.max()}]')
+
+
+def book(config, param: str, size: int, token_dim: int, prefix: str = '') -> Codebook:
+  """A codebook of model.quantizer's kind (config.model)."""
+  return Codebook(param, size, prefix, token_dim, config.model.quantizer != 'fsq')
+
+
+def num_global_ids(config) -> int:
+  """Global ids per stored image: the G learned ones, then the colour ids (if on)."""
+  m = config.model
+  return m.num_global_tokens + colour.num_ids(m.colour_levels, config.data.channels)
+
+
+def check_global_ids(config, ids, what: str = 'global') -> None:
+  """ValueError unless ids[:, :G] are codebook ids and the colour ids after them are in
+  [0, colour_levels)."""
+  m = config.model
+  g = m.num_global_tokens
+  check_id_range(ids, 0, g, m.codebook_size, what)
+  check_id_range(ids, g, num_global_ids(config), m.colour_levels, 'colour')
 
 
 def as_int_ids(ids) -> np.ndarray:
@@ -86,7 +111,8 @@ class TokenizerSpec(abc.ABC):
     """Calls fail(message) for a config this family cannot run."""
 
   def codebooks(self, config: ml_collections.ConfigDict) -> tuple[Codebook, ...]:
-    return (Codebook('quantizer', config.model.codebook_size),)
+    m = config.model
+    return (book(config, 'quantizer', m.codebook_size, m.token_dim),)
 
   def loss_terms(self, config: ml_collections.ConfigDict) -> tuple[tuple[str, str], ...]:
     """(losses/terms.py name, config.loss weight field) the tokenizer loss adds, in order."""
@@ -108,7 +134,7 @@ class TokenizerSpec(abc.ABC):
 
   def ids_per_image(self, config, mode: str) -> int:
     del mode
-    return config.model.num_global_tokens
+    return num_global_ids(config)
 
   def encode_fn(self, model, mode: str):
     """Pure fn(params, x_BxHxWxC, rate) -> ids [B, W] int32 in `mode`."""
@@ -116,16 +142,16 @@ class TokenizerSpec(abc.ABC):
 
     def encode(params, x_BxHxWxC, rate):
       del rate
-      return model.apply({'params': params}, x_BxHxWxC, method='encode')[1]['ids']
+      return model.apply({'params': params}, x_BxHxWxC, method='encode_ids')
     return encode
 
   def check_ids(self, config, ids) -> tuple[np.ndarray, str]:
     """(ids as int32, the decode kind for decode_fn); ValueError naming what is wrong."""
     ids = as_int_ids(ids)
-    g = config.model.num_global_tokens
+    g = num_global_ids(config)
     if ids.shape[1] != g:
       raise ValueError(f'decode expects ids of shape [B, {g}]; got {ids.shape}')
-    check_id_range(ids, 0, g, config.model.codebook_size, 'global')
+    check_global_ids(config, ids)
     return ids, 'compress'
 
   def decode_fn(self, model, kind: str):

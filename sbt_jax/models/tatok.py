@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from sbt_jax.models import colour
 from sbt_jax.models import dtf
 from sbt_jax.models import options as options_lib
 from sbt_jax.models import quantizer as quantizer_lib
@@ -62,6 +63,7 @@ class TaTok(nn.Module):
   aligner_cfg: Any
   # The rate of __call__ when it is given none (model.tatok.eval_rate: eval during training).
   eval_rate: float = 0.0
+  quantizer_kind: str = 'vq'  # every codebook's quantizer: 'vq' or 'fsq'
   options: options_lib.TransformerOptions = options_lib.TransformerOptions()
 
   @property
@@ -75,12 +77,12 @@ class TaTok(nn.Module):
   def setup(self):
     self.encoder = titok.Encoder(self.geometry, self.token_dim, self.encoder_cfg,
                                  self.options)
-    self.quantizer = quantizer_lib.VectorQuantizer(
-        self.codebook_size, self.token_dim)
+    self.quantizer = quantizer_lib.build(self.quantizer_kind, self.codebook_size,
+                                         self.token_dim)
     self.to_patch = vit.Dense(self.patch_token_dim, self.options.dtype, 'to_patch',
                               ('embed', 'token'), ('token',))
-    self.patch_quantizer = quantizer_lib.VectorQuantizer(
-        self.patch_codebook_size, self.patch_token_dim)
+    self.patch_quantizer = quantizer_lib.build(self.quantizer_kind, self.patch_codebook_size,
+                                               self.patch_token_dim)
     self.aligner = PatchAligner(self.num_patches, self.patch_codebook_size, self.aligner_cfg,
                                 self.options)
     self.decoder = titok.Decoder(self.geometry, self.decoder_cfg, self.options)
@@ -88,15 +90,21 @@ class TaTok(nn.Module):
   # --- pieces -------------------------------------------------------------------------
 
   def _tokens(self, x_BxHxWxC):
-    """(g_q, global aux, patch codes B x N x T_p, patch aux)."""
+    """(g_q, global aux (+ colour_ids when on), patch codes B x N x T_p, patch aux), of x
+    minus its mean colour when colour ids are on."""
+    x_BxHxWxC, colour_ids = colour.split_image(x_BxHxWxC, self.geometry)
     z_BxGxT, patches_BxNxD, _ = self.encoder(x_BxHxWxC)
     g_q_BxGxT, aux = self.quantizer(z_BxGxT)
+    if colour_ids is not None:
+      aux['colour_ids'] = colour_ids
     p_q_BxNxT, paux = self.patch_quantizer(self.to_patch(patches_BxNxD))
     return g_q_BxGxT, aux, p_q_BxNxT, paux
 
   def patch_entropy(self, global_ids_BxG):
-    """(aligner logits B x N x K_p, entropy B x N in nats) from the global ids alone: the
-    same computation at encode and decode time, so both rank the patches identically."""
+    """(aligner logits B x N x K_p, entropy B x N in nats) from the global ids alone (colour
+    ids, if any, are not read): the same computation at encode and decode time, so both
+    rank the patches identically."""
+    global_ids_BxG = colour.split_ids(global_ids_BxG, self.geometry)[0]
     logits_BxNxK = self.aligner(self.quantizer.lookup(global_ids_BxG))
     return logits_BxNxK, dtf.entropy_from_logits(jax.lax.stop_gradient(logits_BxNxK))
 
@@ -107,25 +115,25 @@ class TaTok(nn.Module):
   # --- public API -----------------------------------------------------------------------
 
   def encode(self, x_BxHxWxC, rate):
-    """{'global_ids' B x G, 'patch_ids' B x N (patch order, all patches), 'keep' B x N,
-    'order' B x N (rank -> patch), 'num_kept' B} at rate r (scalar or B)."""
+    """{'global_ids' B x G (+ C colour ids), 'patch_ids' B x N (patch order, all patches),
+    'keep' B x N, 'order' B x N (rank -> patch), 'num_kept' B} at rate r (scalar or B)."""
     _, aux, _, paux = self._tokens(x_BxHxWxC)
     _, entropy_BxN = self.patch_entropy(aux['ids'])
     keep_BxN, order_BxN, k_B = dtf.keep_mask(entropy_BxN,
                                              self._rates(rate, entropy_BxN.shape[0]))
-    return {'global_ids': aux['ids'], 'patch_ids': paux['ids'], 'keep': keep_BxN,
+    return {'global_ids': colour.join_ids(aux), 'patch_ids': paux['ids'], 'keep': keep_BxN,
             'order': order_BxN, 'num_kept': k_B}
 
   def encode_packed(self, x_BxHxWxC, rate, length: int | None = None):
-    """(global ids B x G, packed kept patch ids B x M in rank order, valid B x M)."""
+    """(global ids B x G (+ C), packed kept patch ids B x M in rank order, valid B x M)."""
     out = self.encode(x_BxHxWxC, rate)
     packed, valid = dtf.pack(out['patch_ids'], out['order'], out['num_kept'],
                              length or self.num_patches)
     return out['global_ids'], packed, valid
 
   def encode_ids(self, x_BxHxWxC, rate):
-    """The stored format, B x (G + N): global ids, then the kept patch ids in rank order,
-    then -1 (padding)."""
+    """The stored format, B x (G (+ C) + N): global ids (then the colour ids when on), then
+    the kept patch ids in rank order, then -1 (padding)."""
     global_ids, packed, valid = self.encode_packed(x_BxHxWxC, rate)
     return jnp.concatenate([global_ids, jnp.where(valid, packed, -1)], axis=1)
 
@@ -134,11 +142,13 @@ class TaTok(nn.Module):
     return dtf.rank_order(self.patch_entropy(global_ids_BxG)[1])
 
   def decode(self, global_ids_BxG, patch_ids_BxN, keep_BxN):
-    """The unpadded path: patch ids in patch order; dropped positions (keep False) are
-    mask tokens whatever id they hold."""
+    """The unpadded path: global ids (+ colour ids), patch ids in patch order; dropped
+    positions (keep False) are mask tokens whatever id they hold."""
+    global_ids_BxG, colour_ids = colour.split_ids(global_ids_BxG, self.geometry)
     g_q = self.quantizer.lookup(global_ids_BxG)
     p_q = self.patch_quantizer.lookup(patch_ids_BxN)
-    return self.decoder(g_q, patch_q_BxNxT=p_q, keep_BxN=keep_BxN)
+    return colour.add_back(self.decoder(g_q, patch_q_BxNxT=p_q, keep_BxN=keep_BxN),
+                           colour_ids, self.geometry)
 
   def decode_packed(self, global_ids_BxG, packed_BxM, valid_BxM, rate=None):
     """The padded path: kept ids in rank order, padded, with a validity mask. With `rate`,
@@ -152,8 +162,8 @@ class TaTok(nn.Module):
     return self.decode(global_ids_BxG, ids_BxN, keep_BxN)
 
   def decode_ids(self, ids_BxS, rate=None):
-    """Images from the stored format (encode_ids; any G + M columns, -1 padding)."""
-    g = self.num_global_tokens
+    """Images from the stored format (encode_ids; any G (+ C) + M columns, -1 padding)."""
+    g = self.geometry.num_global_ids
     patch_BxM = ids_BxS[:, g:]
     return self.decode_packed(ids_BxS[:, :g], jnp.maximum(patch_BxM, 0), patch_BxM >= 0,
                               rate)
@@ -165,7 +175,8 @@ class TaTok(nn.Module):
     g_q, aux, p_q, paux = self._tokens(x_BxHxWxC)
     logits_BxNxK, entropy_BxN = self.patch_entropy(aux['ids'])
     keep_BxN, _, k_B = dtf.keep_mask(entropy_BxN, self._rates(rate, g_q.shape[0]))
-    recon = self.decoder(g_q, patch_q_BxNxT=p_q, keep_BxN=keep_BxN)
+    recon = colour.add_back(self.decoder(g_q, patch_q_BxNxT=p_q, keep_BxN=keep_BxN),
+                            aux.get('colour_ids'), self.geometry)
     out = {
         'ids': aux['ids'], 'z': aux['z'], 'codebook_loss': aux['codebook_loss'],
         'commit_loss': aux['commit_loss'], 'patch_ids': paux['ids'], 'patch_z': paux['z'],
@@ -173,9 +184,12 @@ class TaTok(nn.Module):
         'patch_logits': logits_BxNxK,
         'patch_entropy': jnp.mean(entropy_BxN),
         'kept_fraction': jnp.mean(keep_BxN.astype(jnp.float32)),
-        # Stored tokens per image (B,): the G global ids plus the kept patch ids.
-        'tokens_per_image': (self.num_global_tokens + k_B).astype(jnp.float32),
+        # Stored tokens per image (B,): the G global ids (+ C colour ids) plus the kept
+        # patch ids.
+        'tokens_per_image': (self.geometry.num_global_ids + k_B).astype(jnp.float32),
     }
+    if 'colour_ids' in aux:
+      out['colour_ids'] = aux['colour_ids']
     return recon, out
 
 
@@ -188,6 +202,7 @@ def build(config: ml_collections.ConfigDict) -> TaTok:
       patch_token_dim=m.tatok.patch_token_dim,
       encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),
       aligner_cfg=dict(m.tatok.aligner), eval_rate=m.tatok.eval_rate,
+      quantizer_kind=m.quantizer,
       options=options_lib.TransformerOptions.from_config(m))
 
 

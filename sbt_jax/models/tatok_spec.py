@@ -1,7 +1,8 @@
 """TaTok as the rest of sbt_jax sees it (see models/spec.py).
 
 Stored ids at rate r: [B, G + N], the G global ids, then the kept patch ids in
-decreasing-entropy order, padded with -1 (any [B, G + M], M <= N, decodes).
+decreasing-entropy order, padded with -1 (any [B, G + M], M <= N, decodes). With colour ids
+on (models/colour.py), G counts the C colour ids after the learned global ids.
 """
 import jax.numpy as jnp
 import numpy as np
@@ -28,10 +29,10 @@ class TaTokGlobalTokenizer:
     if self.rate > 1:
       raise ValueError(f'generator.tatok_rate={rate}: the rate must be in [0, 1]')
     self.cache_tag = f' rate={self.rate:g}'
-    self.num_global = m.num_global_tokens
+    self.num_global = spec_lib.num_global_ids(config)  # G (+ C colour ids)
     self.global_vocab = m.codebook_size
     self.vocab_size = m.codebook_size + m.tatok.patch_codebook_size
-    self.num_tokens = m.num_global_tokens + self.model.num_patches
+    self.num_tokens = self.num_global + self.model.num_patches
     self.image_shape = options_lib.Geometry.from_config(config).image_shape
 
   def encode_global_ids(self, params, x_BxHxWxC):
@@ -74,9 +75,10 @@ class TaTokSpec(spec_lib.TokenizerSpec):
            f'{t.aligner.num_heads}')
 
   def codebooks(self, config):
+    t = config.model.tatok
     return super().codebooks(config) + (
-        spec_lib.Codebook('patch_quantizer', config.model.tatok.patch_codebook_size,
-                          'patch_'),)
+        spec_lib.book(config, 'patch_quantizer', t.patch_codebook_size, t.patch_token_dim,
+                      'patch_'),)
 
   def loss_terms(self, config):
     del config
@@ -97,7 +99,7 @@ class TaTokSpec(spec_lib.TokenizerSpec):
 
   def ids_per_image(self, config, mode):
     del mode
-    return config.model.num_global_tokens + options_lib.Geometry.from_config(
+    return spec_lib.num_global_ids(config) + options_lib.Geometry.from_config(
         config).num_patches
 
   def encode_fn(self, model, mode):
@@ -108,13 +110,13 @@ class TaTokSpec(spec_lib.TokenizerSpec):
     """[B, G + M]: global ids, then kept patch ids (a prefix) padded with -1."""
     ids = np.asarray(ids)
     m = config.model
-    g, k_patch = m.num_global_tokens, m.tatok.patch_codebook_size
+    g, k_patch = spec_lib.num_global_ids(config), m.tatok.patch_codebook_size
     max_width = self.ids_per_image(config, 'compress')
     if ids.ndim != 2 or not g <= ids.shape[1] <= max_width:
       raise ValueError(f'TaTok decode expects ids of shape [B, G + M] with G={g} and '
                        f'M <= {max_width - g} patch tokens; got {ids.shape}')
     ids = spec_lib.as_int_ids(ids)
-    spec_lib.check_id_range(ids, 0, g, m.codebook_size, 'global')
+    spec_lib.check_global_ids(config, ids)
     patch = ids[:, g:]
     if patch.size and patch.max() >= k_patch:
       raise ValueError(f'patch ids must be in [0, {k_patch}) (or -1 for padding); got max '
@@ -126,13 +128,13 @@ class TaTokSpec(spec_lib.TokenizerSpec):
 
   def id_histograms(self, config, ids, mode):
     out = super().id_histograms(config, ids, mode)
-    patch = ids[:, config.model.num_global_tokens:]
+    patch = ids[:, spec_lib.num_global_ids(config):]
     out['patch_'] = (patch[patch >= 0], config.model.tatok.patch_codebook_size)
     return out
 
   def ids_metrics_fn(self, model, config, mode):
     del model, mode
-    g = config.model.num_global_tokens
+    g = spec_lib.num_global_ids(config)
 
     def tokens_per_image(params, ids):
       del params

@@ -10,9 +10,24 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from sbt_jax.models import colour
 from sbt_jax.models import options as options_lib
 from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import vit
+
+
+def spatial_mix(module, name, x_BxSxD, rows: int):
+  """R rows, each a learned linear mix of the S rows of x (weights R x S, init N(0, 1/S)).
+
+  model.spatial_mix: with learned queries alone, a ViT tokenizer's latents (and the
+  decoder's mask rows) start as near-uniform attention averages, which carry no content
+  once the image's mean colour is taken out (models/colour.py), and detail is learnt only
+  after a long plateau; this gives every latent (patch) a different view from step 0
+  (docs/natural_rgb.md has the evidence)."""
+  mix_RxS = module.param(name, nn.with_logical_partitioning(
+      nn.initializers.normal(x_BxSxD.shape[1] ** -0.5), (None, None)),
+      (rows, x_BxSxD.shape[1]), jnp.float32)
+  return jnp.einsum('rs,bsd->brd', mix_RxS.astype(x_BxSxD.dtype), x_BxSxD)
 
 
 class Encoder(nn.Module):
@@ -38,9 +53,13 @@ class Encoder(nn.Module):
     n = patches_BxNxP.shape[1]
     x_BxNxD = vit.Dense(width, dtype, 'patch_embed', (None, 'embed'),
                         ('embed',))(patches_BxNxP)
+    content_BxNxD = x_BxNxD  # the patches before their position embeddings
     x_BxNxD = x_BxNxD + self.param('pos_embed', vit.posemb_init(None, 'embed'), (n, width))
     latents_GxD = self.param('latent_tokens', vit.posemb_init(None, 'embed'), (g, width))
-    parts = [x_BxNxD, jnp.broadcast_to(latents_GxD, (b, g, width))]
+    latents_BxGxD = jnp.broadcast_to(latents_GxD, (b, g, width))
+    if self.options.spatial_mix:  # latent g starts as its own mix of the patches' content
+      latents_BxGxD = latents_BxGxD + spatial_mix(self, 'latent_mix', content_BxNxD, g)
+    parts = [x_BxNxD, latents_BxGxD]
     if self.num_extra_latents:
       extra_ExD = self.param('extra_latent_tokens', vit.posemb_init(None, 'embed'),
                              (self.num_extra_latents, width))
@@ -71,6 +90,7 @@ class Decoder(nn.Module):
     n = geo.num_patches
     z_BxGxD = vit.Dense(width, dtype, 'token_embed', ('token', 'embed'),
                         ('embed',))(q_BxGxT)
+    tokens_BxGxD = z_BxGxD  # before the latent position embeddings
     z_BxGxD = z_BxGxD + self.param('latent_pos_embed', vit.posemb_init(None, 'embed'),
                                    (g, width))
     mask_1xD = self.param('mask_token', vit.posemb_init(None, 'embed'), (1, width))
@@ -86,6 +106,8 @@ class Decoder(nn.Module):
                               ('embed',))(patch_q_BxNxT)
       mask_BxNxD = jnp.where(keep_BxN[..., None], patch_BxNxD, mask_BxNxD)
     mask_BxNxD = mask_BxNxD + pos_NxD
+    if self.options.spatial_mix:  # patch i starts from its own mix of the tokens
+      mask_BxNxD = mask_BxNxD + spatial_mix(self, 'token_mix', tokens_BxGxD, n)
     h_BxLxD = jnp.concatenate([mask_BxNxD, z_BxGxD], axis=1)
     h_BxNxD = self.options.transformer(self.size)(h_BxLxD, keep=(0, n))
     pix_BxNxP = vit.Dense(geo.patch_size * geo.patch_size * geo.channels, dtype,
@@ -95,33 +117,47 @@ class Decoder(nn.Module):
 
 
 class TiTok(nn.Module):
-  """encode(x) -> (q, aux with ids); decode(q) -> x; decode_ids(ids) -> x; __call__ both."""
+  """encode(x) -> (q, aux with ids); decode(q) -> x; encode_ids / decode_ids: the stored
+  ids [B, G (+ C colour ids)]; __call__ both.
+
+  With geometry.colour_levels > 0 the encoder sees x minus its quantized mean colour and
+  the decoder's output gets it back (models/colour.py); aux['colour_ids'] holds the ids."""
   geometry: options_lib.Geometry
   codebook_size: int
   token_dim: int
   encoder_cfg: Any
   decoder_cfg: Any
+  quantizer_kind: str = 'vq'
   options: options_lib.TransformerOptions = options_lib.TransformerOptions()
 
   def setup(self):
     self.encoder = Encoder(self.geometry, self.token_dim, self.encoder_cfg, self.options,
                            patch_states=False)
-    self.quantizer = quantizer_lib.VectorQuantizer(
-        self.codebook_size, self.token_dim)
+    self.quantizer = quantizer_lib.build(self.quantizer_kind, self.codebook_size,
+                                         self.token_dim)
     self.decoder = Decoder(self.geometry, self.decoder_cfg, self.options)
 
   def encode(self, x_BxHxWxC):
-    return self.quantizer(self.encoder(x_BxHxWxC)[0])
+    x_BxHxWxC, colour_ids = colour.split_image(x_BxHxWxC, self.geometry)
+    q_BxGxT, aux = self.quantizer(self.encoder(x_BxHxWxC)[0])
+    if colour_ids is not None:
+      aux['colour_ids'] = colour_ids
+    return q_BxGxT, aux
 
-  def decode(self, q_BxGxT):
-    return self.decoder(q_BxGxT)
+  def encode_ids(self, x_BxHxWxC):
+    """The stored ids: [B, G] learned ids, then the C colour ids if on."""
+    return colour.join_ids(self.encode(x_BxHxWxC)[1])
 
-  def decode_ids(self, ids_BxG):
-    return self.decoder(self.quantizer.lookup(ids_BxG))
+  def decode(self, q_BxGxT, colour_ids_BxC=None):
+    return colour.add_back(self.decoder(q_BxGxT), colour_ids_BxC, self.geometry)
+
+  def decode_ids(self, ids_BxS):
+    ids_BxG, colour_ids = colour.split_ids(ids_BxS, self.geometry)
+    return self.decode(self.quantizer.lookup(ids_BxG), colour_ids)
 
   def __call__(self, x_BxHxWxC):
     q_BxGxT, aux = self.encode(x_BxHxWxC)
-    return self.decode(q_BxGxT), aux
+    return self.decode(q_BxGxT, aux.get('colour_ids')), aux
 
 
 def build_tokenizer(config: ml_collections.ConfigDict) -> TiTok:
@@ -130,5 +166,5 @@ def build_tokenizer(config: ml_collections.ConfigDict) -> TiTok:
   return TiTok(
       geometry=options_lib.Geometry.from_config(config), codebook_size=m.codebook_size,
       token_dim=m.token_dim,
-      encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),
+      encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder), quantizer_kind=m.quantizer,
       options=options_lib.TransformerOptions.from_config(m))

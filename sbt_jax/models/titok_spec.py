@@ -15,12 +15,12 @@ class TiTokGlobalTokenizer:
     self.config = config
     self.model = titok.build_tokenizer(config)
     self.vocab_size = config.model.codebook_size
-    self.num_tokens = config.model.num_global_tokens
+    self.num_tokens = spec_lib.num_global_ids(config)  # G (+ C colour ids)
     self.image_shape = options_lib.Geometry.from_config(config).image_shape
 
   def encode_global_ids(self, params, x_BxHxWxC):
-    _, aux = self.model.apply({'params': params['tokenizer']}, x_BxHxWxC, method='encode')
-    return aux['ids'].astype(jnp.int32)
+    return self.model.apply({'params': params['tokenizer']}, x_BxHxWxC,
+                            method='encode_ids').astype(jnp.int32)
 
   def decode_global_ids(self, params, ids_BxG):
     return self.model.apply({'params': params['tokenizer']}, ids_BxG, method='decode_ids')

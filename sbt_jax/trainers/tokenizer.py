@@ -43,6 +43,9 @@ def _restart_dead_codes(state, aux, rng, config, books):
   for i, book in enumerate(books):
     usage_K = codebook_restart.update_usage(model_state[book.usage_key], aux[book.ids_key],
                                             m.usage_decay)
+    if not book.restartable:  # FSQ: no codebook params; the EMA still feeds usage metrics
+      model_state[book.usage_key] = usage_K
+      continue
     z_NxT = aux[book.z_key].reshape(-1, aux[book.z_key].shape[-1])
     codebook, usage_K, dead_K = codebook_restart.restart(
         params[book.param]['codebook'], usage_K, z_NxT, jax.random.fold_in(rng, i),
