@@ -29,6 +29,7 @@ from sbt_jax import runs
 from sbt_jax import sharding
 from sbt_jax.data import image_folder
 from sbt_jax.data import pipeline
+from sbt_jax.models import spec as spec_lib
 
 # Kept for callers of the old name: a run's config.json (runs.load_config).
 load_config = runs.load_config
@@ -73,7 +74,7 @@ class Tokenizer:
     run = runs.restore_tokenizer(workdir, self.mesh, step, aligner_workdir, aligner_step)
     self.config, self.spec, self.model = run.config, run.spec, run.model
     self.params, self.step = run.params, run.step
-    self.num_global = self.config.model.num_global_tokens
+    self.num_global = spec_lib.num_global_ids(self.config)  # global ids (colour ids included)
     n_dev = len(jax.local_devices())
     self.batch_size = batch_size - batch_size % n_dev or n_dev
     self._jitted = {}

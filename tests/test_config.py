@@ -13,7 +13,7 @@ from sbt_jax import config_defaults
 
 CONFIGS = ('titok_fmnist', 'selfboottok_fmnist', 'tatok_fmnist', 'generator_fmnist',
            'titok_imagenet256', 'selfboottok_imagenet256', 'tatok_imagenet256',
-           'generator_imagenet256')
+           'generator_imagenet256', 'titok_photos', 'selfboottok_photos', 'tatok_photos')
 
 
 def test_unknown_key_is_an_error():
@@ -118,7 +118,8 @@ def test_imagenet_configs_match_the_paper_sizes(variant, tokens, width):
     ('selfboottok_fmnist', 'soft'), ('selfboottok_fmnist', 'titok16'),
     ('selfboottok_fmnist', 'aligner'), ('selfboottok_imagenet256', None),
     ('selfboottok_imagenet256', 'aligner_l'), ('selfboottok_imagenet256', 'soft,runlocal'),
-    ('tatok_fmnist', None), ('tatok_imagenet256', None)])
+    ('tatok_fmnist', None), ('tatok_imagenet256', None), ('selfboottok_photos', None),
+    ('tatok_photos', None)])
 def test_selfboottok_configs_validate_and_build(module, variant):
   import importlib  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -133,6 +134,12 @@ def test_selfboottok_configs_validate_and_build(module, variant):
   args = (0.0,) if c.model.name == 'tatok' else ()
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape),
                                              *args))['params']
+  if c.model.quantizer == 'fsq':  # no codebook params; the spatial mixes instead
+    assert not {'quantizer', 'local_quantizer', 'patch_quantizer'} & set(params)
+    g, n = c.model.num_global_tokens, (c.data.image_size // c.model.patch_size) ** 2
+    assert params['encoder']['latent_mix'].value.shape == (g, n)
+    assert params['decoder']['token_mix'].value.shape[0] == n
+    return
   if c.model.name == 'selfboottok':
     assert {'encoder', 'quantizer', 'local_quantizer', 'aligner', 'decoder'} <= set(params)
     width = (c.aligner.model if c.stage == 'aligner' else c.model.aligner).width

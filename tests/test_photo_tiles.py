@@ -69,3 +69,30 @@ def test_missing_photographs_name_the_packages(tmp_path, monkeypatch):
     prepare.prepare('photo_tiles_deb', str(tmp_path / 'tfds'))
   assert str(tmp_path / 'nothing_here') in str(e.value) and '26 of the 26' in str(e.value)
   assert not (tmp_path / 'tfds' / 'photo_tiles_deb' / '1.0.0').exists()
+
+
+def test_selfboottok_photos_trains_and_stores_colour_ids(built, tmp_path):
+  """configs/selfboottok_photos.py:runlocal end to end on the fake tiles: training, then the
+  stored ids of both modes carry the 3 colour ids after the G global ids and decode."""
+  from configs import selfboottok_photos  # pylint: disable=g-import-not-at-top
+  from sbt_jax import inference  # pylint: disable=g-import-not-at-top
+  from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
+  c = selfboottok_photos.get_config('runlocal')
+  c.data.data_dir = built
+  c.train.eval_num_images = 32
+  workdir = str(tmp_path / 'w')
+  loop.train_and_evaluate(c, workdir)
+  tok = inference.Tokenizer(workdir)
+  source = pipeline.make_source(c.data, 'test')
+  x = np.stack([source[i]['image'] for i in range(3)]).astype(np.float32) / 127.5 - 1
+  g, l = c.model.num_global_tokens, c.model.num_local_tokens
+  compress, generate = tok.encode(x, mode='compress'), tok.encode(x, mode='generate')
+  assert compress.shape == (3, g + 3 + l) and generate.shape == (3, g + 3)
+  expected = np.clip(np.round((x.mean(axis=(1, 2)) + 1) / 2 * 63), 0, 63)
+  np.testing.assert_array_equal(compress[:, g:g + 3], expected)
+  np.testing.assert_array_equal(generate, compress[:, :g + 3])
+  assert tok.decode(compress).shape == tok.decode(generate).shape == x.shape
+  bad = generate.copy()
+  bad[0, g] = 64
+  with pytest.raises(ValueError, match=r'colour ids must be in \[0, 64\)'):
+    tok.decode(bad)

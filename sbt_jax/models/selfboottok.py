@@ -20,6 +20,9 @@ generate path (everything from g_q):
   aligner(g_q, P)   -> f_hat (B x N x F), slot states;  'ot': T_gen = Sinkhorn(f_hat, P)
   logits            -> local ids -> l_q -> decoder
 Slot positions (`slot_positions`) come only from T_gen, a function of the global ids.
+With model.colour_levels > 0 (models/colour.py) the encoder sees x minus its mean colour,
+the colour's C ids follow the G global ids in both modes and the decoder's output gets the
+colour back; prototypes and the aligner read only the G learned global ids.
 """
 import dataclasses
 from typing import Any

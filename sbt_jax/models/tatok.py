@@ -12,6 +12,9 @@
 The ranking is a function of the global ids only, so stored ids are the G global ids plus
 the kept patch ids in rank order (variable length; see models/dtf.py). Training samples r
 per image so that one model serves every rate; eval uses a given r.
+With model.colour_levels > 0 (models/colour.py) the encoder sees x minus its mean colour,
+the colour's C ids follow the G global ids and the decoder's output gets it back; the
+aligner (the ranking) reads only the G learned global ids.
 Shapes: B batch, N patches, G global tokens, M packed length, K_p patch codebook size.
 """
 from typing import Any
