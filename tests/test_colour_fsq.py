@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import selfboottok_fmnist
-from configs import tatok_fmnist
-from configs import titok_fmnist
+from configs import selfboottok_photos
+from configs import tatok_photos
+from configs import titok_photos
 from sbt_jax import config_defaults
 from sbt_jax.models import colour
 from sbt_jax.models import fsq
@@ -59,16 +59,12 @@ def test_colour_split_and_value_are_inverse_up_to_one_level():
 
 
 def rgb_config(family):
-  """The family's runlocal config on 16x16 RGB, FSQ codebooks and 64-level colour ids."""
-  module = {'titok': titok_fmnist, 'selfboottok': selfboottok_fmnist,
-            'tatok': tatok_fmnist}[family]
+  """The family's photos config, runlocal (FSQ codebooks of 64 = 4 ** 3, 64-level colour
+  ids), on 16x16 RGB."""
+  module = {'titok': titok_photos, 'selfboottok': selfboottok_photos,
+            'tatok': tatok_photos}[family]
   c = module.get_config('runlocal')
-  c.data.image_size, c.data.channels = 16, 3
-  c.model.quantizer = 'fsq'
-  c.model.codebook_size, c.model.token_dim = 64, 3
-  c.model.local_codebook_size, c.model.local_token_dim = 64, 3
-  c.model.tatok.patch_codebook_size, c.model.tatok.patch_token_dim = 64, 3
-  c.model.colour_levels = 64
+  c.data.image_size = 16
   config_defaults.validate(c)
   return c
 
