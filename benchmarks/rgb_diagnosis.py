@@ -121,6 +121,8 @@ def main():
                  help='>0: init std of every position embedding, mask and latent token')
   p.add_argument('--spatial_mix', action='store_true',
                  help="the ViTs' learned spatial mixing (model.spatial_mix)")
+  p.add_argument('--zero_head', action='store_true',
+                 help="the ViT decoder's pixel head starts at zero (model.zero_pixel_head)")
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--train_photos', type=int, default=0,
                  help='>0: train on the tiles of only this many of the 20 train photographs')
@@ -135,6 +137,7 @@ def main():
   c.model.patch_size, c.model.num_global_tokens = a.patch, a.tokens
   c.model.codebook_size, c.model.token_dim = a.codebook, a.token_dim
   c.model.spatial_mix = a.spatial_mix
+  c.model.zero_pixel_head = a.zero_head
   titok_fmnist.common.set_vit(c.model.encoder, c.model.decoder, width=a.width, depth=a.depth,
                               num_heads=2)
   model = Autoencoder(c, a)

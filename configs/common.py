@@ -88,7 +88,8 @@ def photos_tokenizer(c, num_steps, width=64, depth=2):
   c.model.codebook_size = 256
   c.model.token_dim = 4
   c.model.colour_levels = 256  # 8 bits per channel
-  c.model.spatial_mix = True  # latents / mask rows start from learned mixes (no plateau)
+  c.model.spatial_mix = True  # latents / mask rows start from learned mixes of the content
+  c.model.zero_pixel_head = True  # start at the colour: no output noise to suppress first
   set_vit(c.model.encoder, c.model.decoder, width=width, depth=depth, num_heads=2)
   c.loss.lpips_weight = 0.0  # 4x the step cost on a CPU; eval still reports LPIPS
   c.optim.learning_rate = 1e-3

@@ -187,6 +187,10 @@ def base_config() -> ml_collections.ConfigDict:
   # content reaches the tokens from step 0 instead of after an attention plateau
   # (models/titok.py spatial_mix; docs/natural_rgb.md).
   c.model.spatial_mix = False
+  # The decoder's pixel head (titok.Decoder 'to_pixels') starts at zero, so a new tokenizer
+  # outputs exactly 0 (with colour_levels: each image's mean colour) instead of noise of
+  # std ~1 it must first suppress, which collapses the tokens (docs/natural_rgb.md).
+  c.model.zero_pixel_head = False
   # Weight of the encoder commitment term ||z - sg(q)||^2 inside the quantizer loss.
   c.model.commitment_cost = 0.25
   # Every this many steps, move codes whose EMA usage share fell below

@@ -142,3 +142,35 @@ def test_restarts_skip_fsq_codebooks_and_bad_settings_name_the_field():
   c.model.colour_levels, c.model.quantizer = 64, 'lfq'
   with pytest.raises(ValueError, match="model.quantizer='lfq'"):
     config_defaults.validate(c)
+
+
+@pytest.mark.parametrize('family', ['titok', 'selfboottok', 'tatok'])
+def test_zero_pixel_head_starts_every_family_at_the_colour(family):
+  c = rgb_config(family)
+  assert c.model.zero_pixel_head  # on in the photos configs
+  spec = registry.spec(c)
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)
+
+  def init(config):
+    model = spec.build(config)
+    params = nn.meta.unbox(model.init(jax.random.key(1), x, *spec.train_args(
+        jax.random.key(2), 2, config)))['params']
+    return model, params
+
+  model, params = init(c)
+  heads = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)
+           if 'to_pixels' in jax.tree_util.keystr(k)}
+  assert len(heads) == 2 and all(not np.any(np.asarray(v)) for v in heads.values())
+  recon, aux = model.apply({'params': params}, x, *spec.train_args(jax.random.key(2), 2, c))
+  np.testing.assert_array_equal(np.asarray(recon), np.broadcast_to(
+      np.asarray(colour.value(aux['colour_ids'], 64)), x.shape))
+  # Only the head's init differs: the same tree, and every other leaf is the same draw.
+  c.model.zero_pixel_head = False
+  _, default = init(c)
+  chex.assert_trees_all_equal_shapes(params, default)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(params),
+                          jax.tree.leaves(default)):
+    if 'to_pixels' not in jax.tree_util.keystr(path):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    elif 'kernel' in jax.tree_util.keystr(path):
+      assert np.any(np.asarray(b))

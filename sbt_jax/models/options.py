@@ -54,18 +54,20 @@ class Geometry:
 @dataclasses.dataclass(frozen=True)
 class TransformerOptions:
   """How every transformer of a model computes (not its size: see vit.sizes), and whether
-  the tokenizer's encoder and decoder mix rows spatially (titok.spatial_mix)."""
+  the tokenizer's encoder and decoder mix rows spatially (titok.spatial_mix) and whether
+  its decoder's pixel head starts at zero."""
   dtype: Any = jnp.float32
   attention_impl: str = 'auto'
   remat_policy: str = 'none'
   scan_layers: bool = False
   spatial_mix: bool = False
+  zero_pixel_head: bool = False
 
   @classmethod
   def from_config(cls, model: ml_collections.ConfigDict) -> 'TransformerOptions':
     return cls(dtype=DTYPES[model.compute_dtype], attention_impl=model.attention_impl,
                remat_policy=model.remat_policy, scan_layers=model.scan_layers,
-               spatial_mix=model.spatial_mix)
+               spatial_mix=model.spatial_mix, zero_pixel_head=model.zero_pixel_head)
 
   def transformer(self, size, name: str = 'transformer') -> vit.Transformer:
     """A vit.Transformer of `size` (a config dict: width, depth, num_heads, mlp_ratio)."""

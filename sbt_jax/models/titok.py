@@ -111,7 +111,8 @@ class Decoder(nn.Module):
     h_BxLxD = jnp.concatenate([mask_BxNxD, z_BxGxD], axis=1)
     h_BxNxD = self.options.transformer(self.size)(h_BxLxD, keep=(0, n))
     pix_BxNxP = vit.Dense(geo.patch_size * geo.patch_size * geo.channels, dtype,
-                          'to_pixels', ('embed', None), (None,))(h_BxNxD)
+                          'to_pixels', ('embed', None), (None,),
+                          zero_kernel=self.options.zero_pixel_head)(h_BxNxD)
     return vit.unpatchify(pix_BxNxP, geo.patch_size, geo.image_size, geo.image_size,
                           geo.channels)
 

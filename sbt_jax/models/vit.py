@@ -77,11 +77,13 @@ def matmul_dot_general(dtype):
   return _dot_float32
 
 
-def Dense(features, dtype, name, kernel_axes, bias_axes):  # pylint: disable=invalid-name
-  """nn.Dense with logical axis names, compute `dtype` and float32 outputs."""
+def Dense(features, dtype, name, kernel_axes, bias_axes, zero_kernel=False):  # pylint: disable=invalid-name
+  """nn.Dense with logical axis names, compute `dtype` and float32 outputs; `zero_kernel`:
+  the kernel starts at zero (an output head that starts silent)."""
+  kernel_init = zeros_init(*kernel_axes) if zero_kernel else dense_init(*kernel_axes)
   return nn.Dense(features, dtype=dtype, name=name,
                   dot_general=matmul_dot_general(dtype),
-                  kernel_init=dense_init(*kernel_axes), bias_init=zeros_init(*bias_axes))
+                  kernel_init=kernel_init, bias_init=zeros_init(*bias_axes))
 
 
 class Attention(nn.Module):
