@@ -64,5 +64,7 @@ def config(quantizer='fsq', colour_levels=64):
 
 def test_tiny_rgb_tokenizer_beats_the_mean_colour_on_held_out_tiles():
   mse, mean_mse = train_and_score(config(), steps=300)
-  # At least 2x below the mean colour's error (3 dB), on tiles it never trained on.
-  assert mse < 0.5 * mean_mse, (mse, mean_mse)
+  # Over 3x below the mean colour's error (5 dB), on tiles it never trained on (0.0062
+  # against 0.0354 with the photos recipe; 0.0143 without its zero pixel head, 0.0354 with
+  # neither the zero head nor the spatial mix: docs/natural_rgb.md).
+  assert mse < 0.3 * mean_mse, (mse, mean_mse)
