@@ -7,6 +7,7 @@ locked: assigning a key that is not defined here (a typo in a config file or in 
 """
 import ml_collections
 
+from sbt_jax.models import discriminator as discriminator_lib
 from sbt_jax.models import fsq
 from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import registry
@@ -99,6 +100,57 @@ def _generator() -> ml_collections.ConfigDict:
   return g
 
 
+def _optim(learning_rate: float, b2: float) -> ml_collections.ConfigDict:
+  """An own AdamW of a second network (same meaning as the config.optim fields)."""
+  o = ml_collections.ConfigDict()
+  # Peak learning rate.
+  o.learning_rate = learning_rate
+  # Linear warmup steps, then cosine decay to end_lr_fraction * learning_rate.
+  o.warmup_steps = 100
+  # Final learning rate as a fraction of the peak.
+  o.end_lr_fraction = 0.1
+  # AdamW betas.
+  o.b1 = 0.9
+  o.b2 = b2
+  # Decoupled weight decay (dense and conv kernels only).
+  o.weight_decay = 1e-4
+  # Clip the network's gradients to this global norm (0 disables).
+  o.grad_clip_norm = 1.0
+  return o
+
+
+def _adversarial() -> ml_collections.ConfigDict:
+  """The adversarial recipe of the tokenizer stage (losses/adversarial.py,
+  trainers/adversarial.py): a patch discriminator with its own optimizer, hinge + LeCam."""
+  a = ml_collections.ConfigDict()
+  # Train a discriminator beside the tokenizer and add its generator term to the loss
+  # (stage='tokenizer'). Off: the train state and checkpoints are as without it.
+  a.enabled = False
+  # Before this step both adversarial terms and the discriminator's update are exactly zero
+  # (bytedance/1d-tokenizer's discriminator_start; 20,000 in its ImageNet recipes).
+  a.start_step = 0
+  # discriminator_factor: multiplies both the hinge loss and the generator term from the start.
+  a.factor = 1.0
+  # discriminator_weight: weight of the generator term -mean D(reconstruction).
+  a.weight = 0.1
+  # Weight of the LeCam regularizer in the discriminator's loss (0 disables it).
+  a.lecam_weight = 0.001
+  # Decay of the EMAs of the mean real / fake logits LeCam compares against.
+  a.lecam_ema_decay = 0.999
+  d = a.discriminator = ml_collections.ConfigDict()
+  # Channels of the first stage; stage s has hidden_channels * 2 ** s.
+  d.hidden_channels = 128
+  # Conv + blur-downsample + GroupNorm stages.
+  d.num_stages = 3
+  # Taps of the binomial blur before each downsample: 3, 4 or 5.
+  d.blur_taps = 4
+  # GroupNorm groups (divides hidden_channels).
+  d.num_groups = 32
+  # The discriminator's own AdamW.
+  a.optim = _optim(learning_rate=1e-4, b2=0.99)
+  return a
+
+
 def _crt() -> ml_collections.ConfigDict:
   """CRT: a causal transformer over the pre-quantization global tokens (models/crt.py)."""
   crt = ml_collections.ConfigDict()
@@ -111,21 +163,8 @@ def _crt() -> ml_collections.ConfigDict:
   crt.ramp_steps = 1000
   # The predictor's transformer (width, depth, num_heads, mlp_ratio); depth 2 as in CRT.
   crt.predictor = _vit('tiny')
-  # The predictor's own AdamW (separate optimizer state; same meaning as the optim fields).
-  o = crt.optim = ml_collections.ConfigDict()
-  # Peak learning rate.
-  o.learning_rate = 1e-3
-  # Linear warmup steps, then cosine decay to end_lr_fraction * learning_rate.
-  o.warmup_steps = 100
-  # Final learning rate as a fraction of the peak.
-  o.end_lr_fraction = 0.1
-  # AdamW betas.
-  o.b1 = 0.9
-  o.b2 = 0.99
-  # Decoupled weight decay (dense kernels only).
-  o.weight_decay = 1e-4
-  # Clip the predictor's gradients to this global norm (0 disables).
-  o.grad_clip_norm = 1.0
+  # The predictor's own AdamW (separate optimizer state).
+  crt.optim = _optim(learning_rate=1e-3, b2=0.99)
   return crt
 
 
@@ -339,6 +378,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.crt = _crt()
 
+  c.adversarial = _adversarial()
+
   c.generator = _generator()
 
   c.mesh = ml_collections.ConfigDict()
@@ -444,6 +485,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     fail(f'train.num_steps={c.train.num_steps} must be >= 1')
   if c.crt.enabled:
     _validate_crt(c, fail)
+  if c.adversarial.enabled:
+    _validate_adversarial(c, fail)
   if c.stage == 'generator':
     _validate_generator(c.generator, fail)
 
@@ -460,6 +503,23 @@ def _validate_crt(c: ml_collections.ConfigDict, fail) -> None:
   if c.crt.predictor.width % c.crt.predictor.num_heads:
     fail(f'crt.predictor.width={c.crt.predictor.width} is not divisible by '
          f'num_heads={c.crt.predictor.num_heads}')
+
+
+def _validate_adversarial(c: ml_collections.ConfigDict, fail) -> None:
+  a = c.adversarial
+  if c.stage != 'tokenizer':
+    fail(f"adversarial.enabled trains a tokenizer against a discriminator; stage={c.stage!r} "
+         "(set adversarial.enabled=False, or train with stage='tokenizer')")
+  for name in ('start_step', 'factor', 'weight', 'lecam_weight'):
+    if a[name] < 0:
+      fail(f'adversarial.{name}={a[name]} must be >= 0')
+  if not 0.0 <= a.lecam_ema_decay < 1.0:
+    fail(f'adversarial.lecam_ema_decay={a.lecam_ema_decay}; expected in [0, 1)')
+  d = a.discriminator
+  problem = discriminator_lib.check_size(d.hidden_channels, d.num_stages, d.blur_taps,
+                                         d.num_groups)
+  if problem:
+    fail(problem.replace('discriminator.', 'adversarial.discriminator.'))
 
 
 def _validate_generator(g: ml_collections.ConfigDict, fail) -> None:

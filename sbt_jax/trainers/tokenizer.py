@@ -1,6 +1,6 @@
 """Tokenizer stage (TiTok, SelfBootTok, TaTok): the pure train step and its task.
 
-`train_step(state, frozen, batch, rng, *, model, spec, tx, config, crt)` is pure; the
+`train_step(state, frozen, batch, rng, *, model, spec, tx, config, crt, adv)` is pure; the
 shared set-up (trainers/setup.py) binds the keyword arguments and jits it with shardings.
 `frozen` holds the LPIPS network's params. The objective is losses/tokenizer.py's; what a
 family adds (its codebooks, terms, extra inputs) comes from its spec (models/spec.py).
@@ -19,19 +19,20 @@ from sbt_jax.losses import perceptual
 from sbt_jax.losses import tokenizer as tokenizer_loss_lib
 from sbt_jax.models import codebook_restart
 from sbt_jax.models import registry
+from sbt_jax.trainers import adversarial as adv_lib
 from sbt_jax.trainers import crt as crt_lib
 from sbt_jax.trainers import state as state_lib
 
 
 def tokenizer_loss(params, frozen, batch, rng=None, *, model, spec, config):
-  """Scalar loss, and (metrics, model outputs) for one batch of images in [-1, 1]."""
+  """Scalar loss, and (metrics, model outputs + 'recon') for one batch in [-1, 1]."""
   x_BxHxWxC = batch['image']
   args = spec.train_args(rng, x_BxHxWxC.shape[0], config)
   recon_BxHxWxC, aux = model.apply({'params': params}, x_BxHxWxC, *args)
   loss, metrics = tokenizer_loss_lib.tokenizer_objective(
       recon_BxHxWxC, aux, x_BxHxWxC, frozen, config=config, spec=spec,
       dtype=model.options.dtype)
-  return loss, (metrics, aux)
+  return loss, (metrics, {**aux, 'recon': recon_BxHxWxC})
 
 
 def _restart_dead_codes(state, aux, rng, config, books):
@@ -63,15 +64,25 @@ def _with_codebook(params, name, codebook):
   return {**params, name: {**params[name], 'codebook': codebook}}
 
 
-def train_step(state, frozen, batch, rng, *, model, spec, tx, config, crt=None):
-  """`crt` (a trainers.crt.CrtRegularizer) adds the CRT term and updates its predictor."""
+def train_step(state, frozen, batch, rng, *, model, spec, tx, config, crt=None, adv=None):
+  """`crt` (a trainers.crt.CrtRegularizer) adds the CRT term and updates its predictor;
+  `adv` (a trainers.adversarial.AdversarialTrainer) adds the generator term and then steps
+  the discriminator on this batch's reconstructions."""
   loss_fn = functools.partial(tokenizer_loss, model=model, spec=spec, config=config)
+  if adv is not None:
+    loss_fn = adv.with_generator_term(loss_fn, state.model_state[adv_lib.KEY]['params'],
+                                      state.step)
   loss_rng, restart_rng = jax.random.split(rng)
   (_, (metrics, aux)), grads, crt_grads = crt_lib.value_and_grads(loss_fn, state, crt,
                                                                   frozen, batch, loss_rng)
   if crt is not None:
     metrics['crt_grad_norm'] = optax.tree.norm(crt_grads)
     state = crt_lib.with_predictor_update(state, crt, crt_grads)
+  if adv is not None:
+    disc_state, disc_metrics = adv.update(state.model_state[adv_lib.KEY], batch['image'],
+                                          aux['recon'], state.step)
+    metrics.update(disc_metrics)
+    state = state.replace(model_state={**state.model_state, adv_lib.KEY: disc_state})
   metrics['grad_norm'] = optax.tree.norm(grads)
   metrics['learning_rate'] = state_lib.learning_rate_schedule(
       config.optim, config.train.num_steps)(state.step)
@@ -92,8 +103,10 @@ class TokenizerTask:
     self.model = self.spec.build(config)
     self.tx = state_lib.make_optimizer(config.optim, config.train.num_steps)
     self.crt = crt_lib.maybe_create(config)
+    self.adv = adv_lib.maybe_create(config)
     self.train_step = functools.partial(train_step, model=self.model, spec=self.spec,
-                                        tx=self.tx, config=config, crt=self.crt)
+                                        tx=self.tx, config=config, crt=self.crt,
+                                        adv=self.adv)
     self._evaluator = None
 
   def dummy_images(self, batch_size=1):
@@ -106,6 +119,9 @@ class TokenizerTask:
                    for book in self.spec.codebooks(self.config)}
     if self.crt is not None:
       model_state[crt_lib.KEY] = self.crt.boxed_state(jax.random.fold_in(rng, 1))
+    if self.adv is not None:
+      model_state[adv_lib.KEY] = self.adv.boxed_state(jax.random.fold_in(rng, 2),
+                                                      self.dummy_images())
     return state_lib.create(params, self.tx, self.config.optim.ema_decay > 0, model_state)
 
   def init_state(self, rng):
