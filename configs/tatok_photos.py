@@ -21,6 +21,9 @@ def get_config(arg: str | None = None):
   c = config_defaults.base_config()
   common.photos_tokenizer(c, num_steps=1500)
   c.model.name = 'tatok'
+  # TaTok's decoder reads the kept patch tokens directly and never collapsed without the
+  # zero pixel head (3 seeds, docs/natural_rgb.md); its results were measured without it.
+  c.model.zero_pixel_head = False
   c.model.tatok.patch_codebook_size = 256  # 4 ** 4 (FSQ)
   c.model.tatok.patch_token_dim = 4
   common.set_vit(c.model.tatok.aligner, width=64, depth=2, num_heads=2)

@@ -362,6 +362,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.grid_num_images = 32
   # Orbax async checkpointing (training continues while the write finishes).
   c.train.async_checkpoint = True
+  # [stage='tokenizer'] Workdir of a finished tokenizer run whose params (its EMA params
+  # if it kept them) start this run instead of a fresh init: TiTok's stage 2, decoder
+  # fine-tuning. The model config must build the same parameter tree. '': fresh init.
+  c.train.init_from = ''
+  # [stage='tokenizer'] Checkpoint step of init_from (-1: latest).
+  c.train.init_from_step = -1
+  # [stage='tokenizer'] Comma-separated top-level parameter groups that train (e.g.
+  # 'decoder', or 'decoder,aligner' for SelfBootTok); the others stay bit-identical (zero
+  # updates, EMA kept, no codebook restarts). '': everything trains.
+  c.train.trainable = ''
 
   c.aligner = ml_collections.ConfigDict()
   # [stage='aligner'] Workdir of the trained SelfBootTok whose frozen params it loads.
@@ -487,6 +497,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _validate_crt(c, fail)
   if c.adversarial.enabled:
     _validate_adversarial(c, fail)
+  if (c.train.init_from or c.train.trainable) and c.stage != 'tokenizer':
+    fail(f"train.init_from / train.trainable fine-tune a tokenizer; stage={c.stage!r} (the "
+         "aligner and generator stages read their tokenizer from their own *_workdir)")
   if c.stage == 'generator':
     _validate_generator(c.generator, fail)
 

@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 MESH_AXES = ('data', 'fsdp', 'tensor')
@@ -60,11 +61,13 @@ def state_shardings(boxed_abstract_tree, mesh: Mesh, rules) -> Any:
   shapes = nn.meta.unbox(boxed_abstract_tree)
 
   def to_sharding(logical, leaf):
+    if isinstance(leaf, optax.MaskedNode):  # optimizer state of a frozen group: no arrays
+      return leaf
     mesh_spec = nn.logical_to_mesh_axes(logical, rules) if len(logical) else P()
     return NamedSharding(mesh, _fit_spec(mesh_spec, leaf.shape, mesh))
 
   return jax.tree.map(to_sharding, logical_specs, shapes,
-                      is_leaf=lambda x: isinstance(x, P))
+                      is_leaf=lambda x: isinstance(x, (P, optax.MaskedNode)))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -69,6 +69,8 @@ def prepare(task, config, mesh, *, checkpointer: checkpointing.Checkpointer | No
   else:
     start = 0
     state = jax.jit(task.init_state, out_shardings=state_sh)(rng)
+    if hasattr(task, 'warm_start'):  # a tokenizer run may start from another's params
+      state = task.warm_start(state, state_sh)
   frozen = task.load_frozen() if frozen is None else frozen
   frozen = jax.device_put(frozen, sharding.replicated(mesh))
   step_fn = compile_train_step(train_step or task.train_step, mesh, state_sh)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from sbt_jax import checkpointing
 from sbt_jax import runs
 from sbt_jax.evaluators import tokenizer_eval
 from sbt_jax.losses import perceptual
@@ -38,13 +39,15 @@ def tokenizer_loss(params, frozen, batch, rng=None, *, model, spec, config):
 def _restart_dead_codes(state, aux, rng, config, books):
   """Updates usage EMAs and, on restart steps, moves dead codes onto batch outputs."""
   m = config.model
+  groups = state_lib.trainable_groups(config.train.trainable)
   enabled = state.step % m.dead_code_restart_every == 0
   params, ema, model_state = state.params, state.ema_params, dict(state.model_state)
   restarted = 0
   for i, book in enumerate(books):
     usage_K = codebook_restart.update_usage(model_state[book.usage_key], aux[book.ids_key],
                                             m.usage_decay)
-    if not book.restartable:  # FSQ: no codebook params; the EMA still feeds usage metrics
+    # FSQ (no codebook params) or a frozen codebook: the EMA still feeds usage metrics.
+    if not book.restartable or (groups and book.param not in groups):
       model_state[book.usage_key] = usage_K
       continue
     z_NxT = aux[book.z_key].reshape(-1, aux[book.z_key].shape[-1])
@@ -86,7 +89,8 @@ def train_step(state, frozen, batch, rng, *, model, spec, tx, config, crt=None, 
   metrics['grad_norm'] = optax.tree.norm(grads)
   metrics['learning_rate'] = state_lib.learning_rate_schedule(
       config.optim, config.train.num_steps)(state.step)
-  new_state = state_lib.apply_gradients(state, grads, tx, config.optim.ema_decay)
+  new_state = state_lib.apply_gradients(state, grads, tx, config.optim.ema_decay,
+                                        config.train.trainable)
   if config.model.dead_code_restart_every > 0:
     new_state, metrics['codes_restarted'] = _restart_dead_codes(
         new_state, aux, restart_rng, config, spec.codebooks(config))
@@ -101,13 +105,43 @@ class TokenizerTask:
     self.mesh = mesh
     self.spec = registry.spec(config)
     self.model = self.spec.build(config)
-    self.tx = state_lib.make_optimizer(config.optim, config.train.num_steps)
+    self._check_trainable()
+    self.tx = state_lib.make_optimizer(config.optim, config.train.num_steps,
+                                       config.train.trainable)
     self.crt = crt_lib.maybe_create(config)
     self.adv = adv_lib.maybe_create(config)
     self.train_step = functools.partial(train_step, model=self.model, spec=self.spec,
                                         tx=self.tx, config=config, crt=self.crt,
                                         adv=self.adv)
     self._evaluator = None
+
+  def _check_trainable(self):
+    groups = state_lib.trainable_groups(self.config.train.trainable)
+    if not groups:
+      return
+    names = sorted(jax.eval_shape(lambda rng: self.model.init(rng, self.dummy_images()),
+                                  jax.random.key(0))['params'])
+    unknown = [g for g in groups if g not in names]
+    if unknown:
+      raise ValueError(f'train.trainable={self.config.train.trainable!r}: no parameter group '
+                       f'{unknown[0]!r} in a {self.config.model.name!r} tokenizer; its groups '
+                       f'are {names}')
+
+  def warm_start(self, state, state_shardings):
+    """state with params and EMA params from train.init_from (unchanged when unset)."""
+    t = self.config.train
+    if not t.init_from:
+      return state
+    source = runs.load_config(t.init_from)
+    runs.expect_stage(source, t.init_from, 'tokenizer', 'train.init_from')
+    if source.model.name != self.config.model.name:
+      raise ValueError(f'train.init_from={t.init_from!r} is a {source.model.name!r} run; this '
+                       f'config builds a {self.config.model.name!r} tokenizer')
+    abstract = checkpointing.abstract_like(state.params, state_shardings.params)
+    params, _ = runs.restore_params(t.init_from, abstract,
+                                    None if t.init_from_step < 0 else t.init_from_step)
+    ema = None if state.ema_params is None else jax.tree.map(jnp.copy, params)
+    return state.replace(params=params, ema_params=ema)
 
   def dummy_images(self, batch_size=1):
     return runs.dummy_images(self.config, batch_size)
