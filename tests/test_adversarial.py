@@ -2,6 +2,7 @@
 on hand-computed values, and the recipe in the tokenizer's train step
 (trainers/adversarial.py) of issue 18."""
 import functools
+import pathlib
 
 import chex
 import flax.linen as nn
@@ -241,3 +242,25 @@ def test_bad_adversarial_settings_name_the_field():
   c.adversarial.weight = -0.1
   with pytest.raises(ValueError, match='adversarial.weight=-0.1'):
     config_defaults.validate(c)
+
+
+def test_discriminator_matches_the_reference_logits():
+  """tests/golden/discriminator_reference.npz: bytedance/1d-tokenizer's NLayerDiscriminator
+  (hidden 32, 2 stages) with torch's init, its inputs and logits, written by
+  tests/golden/reference_discriminator.py; loaded with params_from_torch."""
+  golden = np.load(pathlib.Path(__file__).parent / 'golden' / 'discriminator_reference.npz')
+  state_dict = {k[3:]: golden[k] for k in golden.files if k.startswith('sd/')}
+  np.testing.assert_allclose(state_dict['blocks.0.1.kernel'][0, 0],
+                             np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0)  # our 4 taps
+  params = discriminator.params_from_torch(state_dict, num_stages=2)
+  d = discriminator.NLayerDiscriminator(hidden_channels=32, num_stages=2)
+  shapes = jax.tree.map(np.shape, nn.meta.unbox(
+      d.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))['params'])
+  assert jax.tree.map(np.shape, params) == shapes
+  for size in (32, 40):  # repeated and overlapping pool windows
+    logits = d.apply({'params': params}, jnp.asarray(golden[f'input_{size}']))
+    np.testing.assert_allclose(np.asarray(logits), golden[f'logits_{size}'], rtol=1e-4,
+                               atol=1e-5, err_msg=str(size))
+  del state_dict['to_logits.2.bias']
+  with pytest.raises(ValueError, match="no 'to_logits.2.bias' in the state dict"):
+    discriminator.params_from_torch(state_dict, num_stages=2)

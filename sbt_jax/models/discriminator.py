@@ -115,3 +115,32 @@ def check_size(hidden_channels: int, num_stages: int, blur_taps: int, num_groups
     return (f'discriminator.hidden_channels={hidden_channels} is not a positive multiple of '
             f'discriminator.num_groups={num_groups} (GroupNorm)')
   return None
+
+
+def params_from_torch(state_dict: dict, num_stages: int) -> dict:
+  """Flax params of NLayerDiscriminator from the reference's state dict (numpy arrays by
+  torch name: block_in.0, blocks.<s>.{0 conv, 2 GroupNorm}, to_logits.{0, 2}); conv
+  kernels OIHW -> HWIO. The blur buffers are fixed taps, not params. A missing or
+  misshapen key is a ValueError naming it."""
+  names = {'block_in': 'block_in.0', 'logits_hidden': 'to_logits.0', 'to_logits': 'to_logits.2'}
+  names.update({f'stage{s}_conv': f'blocks.{s}.0' for s in range(num_stages)})
+  params = {}
+  for flax_name, torch_name in names.items():
+    weight = _get(state_dict, f'{torch_name}.weight', ndim=4)
+    params[flax_name] = {'kernel': np.transpose(weight, (2, 3, 1, 0)),
+                         'bias': _get(state_dict, f'{torch_name}.bias', ndim=1)}
+  for s in range(num_stages):
+    params[f'stage{s}_norm'] = {'scale': _get(state_dict, f'blocks.{s}.2.weight', ndim=1),
+                                'bias': _get(state_dict, f'blocks.{s}.2.bias', ndim=1)}
+  return params
+
+
+def _get(state_dict, key, ndim):
+  if key not in state_dict:
+    raise ValueError(f'discriminator weights: no {key!r} in the state dict (keys: '
+                     f'{sorted(state_dict)[:8]}...)')
+  value = np.asarray(state_dict[key], np.float32)
+  if value.ndim != ndim:
+    raise ValueError(f'discriminator weights: {key!r} has shape {value.shape}; expected '
+                     f'{ndim} dimensions')
+  return value
