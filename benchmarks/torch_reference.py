@@ -36,16 +36,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import records  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def load_titok(repo):
-  """modeling.titok.TiTok from the checkout. The repo's package __init__ files import the
-  training losses (torchvision, ...); TiTok needs none of that, so the two packages are
-  registered as bare namespace modules pointing at the checkout's folders."""
+def register_reference_packages(repo):
+  """Makes the checkout's `modeling` and `modeling.modules` importable without their
+  package __init__ files, which import the training losses (torchvision, ...) that the
+  models need none of: both are registered as bare namespace modules."""
   sys.path.insert(0, repo)
   for name, sub in (('modeling', 'modeling'), ('modeling.modules', 'modeling/modules')):
     if name not in sys.modules:
       module = types.ModuleType(name)
       module.__path__ = [os.path.join(repo, sub)]
       sys.modules[name] = module
+
+
+def load_titok(repo):
+  """modeling.titok.TiTok from the checkout."""
+  register_reference_packages(repo)
   from modeling.titok import TiTok  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   return TiTok
 

@@ -13,13 +13,10 @@ import optax
 import pytest
 
 from configs import titok_fmnist
-from sbt_jax import checkpointing
 from sbt_jax import config_defaults
-from sbt_jax import sharding
 from sbt_jax.losses import adversarial
 from sbt_jax.models import discriminator
 from sbt_jax.trainers import adversarial as adv_lib
-from sbt_jax.trainers import loop
 from sbt_jax.trainers import setup
 from sbt_jax.trainers import tokenizer
 from tests import test_train_step
@@ -218,15 +215,8 @@ def test_eight_devices_match_one_and_the_discriminator_state_restores(tmp_path):
     chex.assert_trees_all_close(d8[key], d1[key], rtol=1e-5, atol=1e-6)
   kernel = state8.model_state[adv_lib.KEY]['params']['stage1_conv']['kernel']
   assert 'fsdp' in str(kernel.sharding.spec)  # sharded by the same rules as the tokenizer
-  workdir = str(tmp_path / 'w')
-  loop.save_config(c8, workdir)
-  ckpt = checkpointing.Checkpointer(workdir, async_save=False, with_data_iter=False)
-  ckpt.save(2, state8)
-  ckpt.wait()
-  mesh = sharding.make_mesh(c8.mesh)
-  restored = setup.restore_state(tokenizer.TokenizerTask(c8, mesh), c8, mesh, ckpt, step=2)
-  ckpt.close()
-  chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state8))
+  restored = test_train_step.save_and_restore(c8, state8, str(tmp_path / 'w'), step=2)
+  chex.assert_trees_all_equal(restored, jax.device_get(state8))
 
 
 def test_bad_adversarial_settings_name_the_field():

@@ -12,13 +12,10 @@ import pytest
 
 from configs import selfboottok_fmnist
 from configs import titok_fmnist
-from sbt_jax import checkpointing
 from sbt_jax import config_defaults
 from sbt_jax import inference
-from sbt_jax import sharding
 from sbt_jax.models import crt as crt_model
 from sbt_jax.trainers import crt as crt_lib
-from sbt_jax.trainers import loop
 from sbt_jax.trainers import setup
 from sbt_jax.trainers import tokenizer
 from tests import test_train_step
@@ -150,14 +147,7 @@ def test_step_on_eight_devices_matches_one_device_and_restores(grads_on_off, tmp
   # The checkpoint holds the predictor and its optimizer state, restored bit for bit (what
   # an exact resume needs; tests/test_loop.py covers the data order).
   workdir = str(tmp_path / 'w')
-  loop.save_config(c, workdir)
-  ckpt = checkpointing.Checkpointer(workdir, async_save=False, with_data_iter=False)
-  ckpt.save(2, state8)
-  ckpt.wait()
-  mesh = sharding.make_mesh(c.mesh)
-  task = tokenizer.TokenizerTask(c, mesh)
-  restored = setup.restore_state(task, c, mesh, ckpt, step=2)
-  ckpt.close()
+  restored = test_train_step.save_and_restore(c, state8, workdir, step=2)
   chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state8))
   # Inference (and so the aligner and generator stages) restores a CRT-trained workdir.
   tok = inference.Tokenizer(workdir)

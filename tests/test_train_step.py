@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from configs import titok_fmnist
+from sbt_jax import checkpointing
 from sbt_jax import sharding
+from sbt_jax.trainers import loop
 from sbt_jax.trainers import setup
 from sbt_jax.trainers import tokenizer
 
@@ -91,3 +93,18 @@ def test_collapsed_codebook_is_restarted_in_the_step():
   assert restarted[0] == 0 and restarted[2] == 0   # steps 1 and 3: no restart step
   assert restarted[1] > 0                           # step 2: unused codes were moved
   assert np.isfinite(np.asarray(state.params['quantizer']['codebook'])).all()
+
+
+def save_and_restore(config, state, workdir: str, step: int):
+  """`state` checkpointed as a tokenizer run of `config` in workdir and restored through
+  the shared set-up (what a resume reads), on host."""
+  loop.save_config(config, workdir)
+  ckpt = checkpointing.Checkpointer(workdir, async_save=False, with_data_iter=False)
+  try:
+    ckpt.save(step, state)
+    ckpt.wait()
+    mesh = sharding.make_mesh(config.mesh)
+    task = tokenizer.TokenizerTask(config, mesh)
+    return jax.device_get(setup.restore_state(task, config, mesh, ckpt, step=step))
+  finally:
+    ckpt.close()

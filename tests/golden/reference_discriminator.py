@@ -15,21 +15,18 @@ tests/golden/discriminator_reference.npz.
 import argparse
 import os
 import sys
-import types
 
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
+from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 
 def load_discriminator(repo):
-  """modeling.modules.discriminator from the checkout, without the package __init__ files
-  (they import the training code and its dependencies)."""
-  sys.path.insert(0, repo)
-  for name, sub in (('modeling', 'modeling'), ('modeling.modules', 'modeling/modules')):
-    if name not in sys.modules:
-      module = types.ModuleType(name)
-      module.__path__ = [os.path.join(repo, sub)]
-      sys.modules[name] = module
+  """modeling.modules.discriminator from the checkout (benchmarks/torch_reference.py
+  registers its packages)."""
+  torch_reference.register_reference_packages(repo)
   from modeling.modules.discriminator import NLayerDiscriminator  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   return NLayerDiscriminator
 
