@@ -136,13 +136,15 @@ def _config(start_step=0, **mesh):
   return c
 
 
-def _one_step(config, state=None):
-  """(state before, state after one jitted train step, metrics) on test_train_step's batch."""
+def _one_step(config, state=None, step_fn=None):
+  """(state before, state after one jitted train step, metrics) on test_train_step's batch;
+  step_fn: a jitted train step of `config` to reuse (one compile for several steps)."""
   task = tokenizer.TokenizerTask(config, mesh=None)
   if state is None:
     state = jax.jit(task.init_state)(setup.init_rng(config))
-  batch = test_train_step._batch(8)
-  after, metrics = jax.jit(task.train_step)(state, {'lpips': None}, batch, jax.random.key(0))
+  step_fn = step_fn or jax.jit(task.train_step)
+  after, metrics = step_fn(state, {'lpips': None}, test_train_step._batch(8),
+                           jax.random.key(0))
   return state, after, metrics
 
 
@@ -188,8 +190,9 @@ def test_each_side_moves_only_its_own_params():
   assert not np.any(np.asarray(g_recon))
   # Full steps (the first has learning rate 0, warmup): the discriminator and both LeCam
   # EMAs move; the logged terms are there.
-  _, after, _ = _one_step(c, state)
-  _, after, metrics = _one_step(c, after)
+  step_fn = jax.jit(task.train_step)
+  _, after, _ = _one_step(c, state, step_fn)
+  _, after, metrics = _one_step(c, after, step_fn)
   new = after.model_state[adv_lib.KEY]
   assert float(optax.tree.norm(jax.tree.map(jnp.subtract, new['params'],
                                             disc['params']))) > 0
