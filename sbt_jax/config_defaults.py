@@ -530,9 +530,9 @@ def _validate_adversarial(c: ml_collections.ConfigDict, fail) -> None:
     fail(f'adversarial.lecam_ema_decay={a.lecam_ema_decay}; expected in [0, 1)')
   d = a.discriminator
   problem = discriminator_lib.check_size(d.hidden_channels, d.num_stages, d.blur_taps,
-                                         d.num_groups)
+                                         d.num_groups, prefix='adversarial.discriminator.')
   if problem:
-    fail(problem.replace('discriminator.', 'adversarial.discriminator.'))
+    fail(problem)
 
 
 def _validate_generator(g: ml_collections.ConfigDict, fail) -> None:

@@ -6,8 +6,8 @@ bytedance/1d-tokenizer's `NLayerDiscriminator` (MaskBit's improved discriminator
                 -> GroupNorm(32) -> LeakyReLU(0.1)]
   adaptive max pool to 16 x 16 -> 1x1 conv -> LeakyReLU(0.1) -> 5x5 conv to 1 logit
 
-Input images in [-1, 1] (the caller maps other ranges), NHWC; output B x 16 x 16 x 1 logits
-(one per patch). Stride-1 convs pad 'SAME' (odd kernels, so as PyTorch's symmetric
+Input images NHWC in the range the caller trains it on (trainers/adversarial.py feeds
+[0, 1], as the reference); output B x 16 x 16 x 1 logits (one per patch). Stride-1 convs pad 'SAME' (odd kernels, so as PyTorch's symmetric
 padding). Params are float32; `dtype` is the compute dtype of the convs.
 
 Shapes: B batch, H x W x C image, F feature channels.
@@ -76,7 +76,7 @@ def _conv(features, kernel, name, dtype, shard=True):
 
 
 class NLayerDiscriminator(nn.Module):
-  """Patch logits of images in [-1, 1]: B x H x W x C -> B x pool x pool x 1."""
+  """Patch logits of images: B x H x W x C -> B x pool x pool x 1."""
   hidden_channels: int = 128  # F of the first stage; stage s has F * 2 ** s
   num_stages: int = 3
   blur_taps: int = 4  # 3, 4 or 5 (BLUR_TAPS)
@@ -105,15 +105,17 @@ class NLayerDiscriminator(nn.Module):
     return _conv(1, 5, 'to_logits', self.dtype, shard=False)(h).astype(jnp.float32)
 
 
-def check_size(hidden_channels: int, num_stages: int, blur_taps: int, num_groups: int):
-  """A one-line error naming the config field, or None when the discriminator builds."""
+def check_size(hidden_channels: int, num_stages: int, blur_taps: int, num_groups: int,
+               prefix: str = 'discriminator.'):
+  """A one-line error naming the config field (`prefix` + name), or None when the
+  discriminator builds."""
   if num_stages < 1:
-    return f'discriminator.num_stages={num_stages}; expected >= 1'
+    return f'{prefix}num_stages={num_stages}; expected >= 1'
   if blur_taps not in BLUR_TAPS:
-    return f'discriminator.blur_taps={blur_taps}; expected one of {sorted(BLUR_TAPS)}'
+    return f'{prefix}blur_taps={blur_taps}; expected one of {sorted(BLUR_TAPS)}'
   if hidden_channels < 1 or hidden_channels % num_groups:
-    return (f'discriminator.hidden_channels={hidden_channels} is not a positive multiple of '
-            f'discriminator.num_groups={num_groups} (GroupNorm)')
+    return (f'{prefix}hidden_channels={hidden_channels} is not a positive multiple of '
+            f'{prefix}num_groups={num_groups} (GroupNorm)')
   return None
 
 
