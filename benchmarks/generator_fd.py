@@ -2,6 +2,9 @@
 
   python benchmarks/generator_fd.py --gen_workdirs workdirs/gen/maskgit_sbt_ot,workdirs/gen/maskgit_titok16 \
       --num_samples 10000 [--aligner_workdir workdirs/table/sbt_ot_aligner_w128d4]
+  # the same generator's ids decoded by a decoder fine-tune of its tokenizer (same ids):
+  python benchmarks/generator_fd.py --gen_workdirs workdirs/adv/gen_titok8_s0 \
+      --tokenizer_workdir workdirs/adv/titok8_ft_s0
 
 For each generator run: restores it with its frozen tokenizer (SelfBootTok decodes in
 generate mode through its aligner, or the one given), draws --num_samples class-balanced
@@ -23,7 +26,22 @@ sys.path.insert(0, _ROOT)
 from benchmarks import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import throughput  # pylint: disable=g-import-not-at-top,wrong-import-position
 from sbt_jax import evaluate  # pylint: disable=wrong-import-position
+from sbt_jax import runs  # pylint: disable=wrong-import-position
 from sbt_jax.sampling import restored  # pylint: disable=wrong-import-position
+
+
+def _check_same_ids(gen_workdir, tokenizer_workdir):
+  """Exits with one line unless tokenizer_workdir fine-tuned the generator's tokenizer with
+  its encoder and quantizer frozen (so it gives the ids the generator was trained on)."""
+  gen_tok = runs.load_config(gen_workdir).generator.tokenizer_workdir
+  tune = runs.load_config(tokenizer_workdir).train
+  groups = {g.strip() for g in tune.trainable.split(',') if g.strip()}
+  same_source = (tune.init_from and
+                 os.path.realpath(tune.init_from) == os.path.realpath(gen_tok))
+  if not same_source or not groups or groups & {'encoder', 'quantizer'}:
+    sys.exit(f'error: --tokenizer_workdir {tokenizer_workdir} must be a decoder fine-tune of '
+             f"{gen_tok} (train.init_from={tune.init_from!r}, train.trainable="
+             f'{tune.trainable!r}): other ids than the generator was trained on')
 
 
 def main(argv=None):
@@ -32,6 +50,9 @@ def main(argv=None):
   p.add_argument('--num_samples', type=int, default=10_000)
   p.add_argument('--aligner_workdir', default=None,
                  help='SelfBootTok: swap in this aligner-stage run (no generator retraining)')
+  p.add_argument('--tokenizer_workdir', default=None,
+                 help='decode with this decoder fine-tune (train.init_from = the '
+                      "generator's tokenizer, encoder frozen) instead of that tokenizer")
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--out', default=os.path.join(_ROOT, 'benchmarks', 'results.jsonl'))
   args = p.parse_args(argv)
@@ -39,9 +60,16 @@ def main(argv=None):
                                  (argv if argv is not None else sys.argv[1:]))
   records = []
   for gen_workdir in args.gen_workdirs.split(','):
-    gen = restored.RestoredGenerator(gen_workdir, aligner_workdir=args.aligner_workdir)
+    if args.tokenizer_workdir:
+      _check_same_ids(gen_workdir, args.tokenizer_workdir)
+    gen = restored.RestoredGenerator(
+        gen_workdir, aligner_workdir=args.aligner_workdir,
+        tokenizer_workdir=args.tokenizer_workdir,
+        tokenizer_step=-1 if args.tokenizer_workdir else None)
     tok_workdir = gen.config.generator.tokenizer_workdir
-    suffix = f'n{args.num_samples}' + ('_aligner' if args.aligner_workdir else '')
+    suffix = (f'n{args.num_samples}' + ('_aligner' if args.aligner_workdir else '')
+              + (f'_{os.path.basename(tok_workdir.rstrip("/"))}' if args.tokenizer_workdir
+                 else ''))
     out = evaluate.evaluate(tok_workdir, ('fd_vgg',), reconstruct=False,
                             sample_fn=gen.sample_fn(), num_samples=args.num_samples,
                             num_classes=gen.num_classes, seed=args.seed,

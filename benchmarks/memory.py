@@ -98,7 +98,7 @@ def main(argv=None):
                                               if sys.executable.startswith(_ROOT)
                                               else sys.executable] + sys.argv)
   base, source = get_config(args.config)
-  base.loss.lpips_weight = 0.0
+  base.loss.perceptual_weight = 0.0
   base.data.global_batch_size = args.batch
   if args.dtype:
     base.model.compute_dtype = args.dtype

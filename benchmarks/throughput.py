@@ -6,7 +6,11 @@ Per (config, dtype) it measures, in one process:
   - the machine's matmul peak: jnp.dot of two 2048x2048 matrices, float32 x float32 -> float32
     and bfloat16 x bfloat16 -> float32 (the form every matmul of the model uses);
   - encode+decode (model.apply, no gradient) and the train step
-    (TokenizerTask.train_step: forward, backward, AdamW, EMA), without and with LPIPS.
+    (TokenizerTask.train_step: forward, backward, AdamW, EMA), without and with LPIPS, and
+    with the single-stage recipe's losses (`train_adversarial`: LPIPS + ConvNeXt-S at 224
+    px, 'lpips-convnext_s-1.0-0.1', and the reference-size patch discriminator updated in
+    the same step; ConvNeXt-S weights randomly initialised: the time does not depend on
+    their values).
 For each it records images/s (median over --steps timed steps after warm-up), FLOPs/step from
 XLA's cost analysis and the fraction of the matmul peak that FLOPs/step / median time reaches.
 
@@ -35,11 +39,14 @@ import numpy as np  # pylint: disable=wrong-import-position
 from benchmarks import records as records_lib  # pylint: disable=wrong-import-position
 from sbt_jax import config_defaults  # pylint: disable=wrong-import-position
 from sbt_jax import sharding  # pylint: disable=wrong-import-position
+from sbt_jax.evaluators import convnext  # pylint: disable=wrong-import-position
+from sbt_jax.losses import perceptual  # pylint: disable=wrong-import-position
 from sbt_jax.models import attention as attention_lib  # pylint: disable=wrong-import-position
 from sbt_jax.trainers import setup  # pylint: disable=wrong-import-position
 from sbt_jax.trainers import tokenizer  # pylint: disable=wrong-import-position
 
 CONFIGS = ('s128', 'fmnist')
+BENCHMARKS = ('encode_decode', 'train', 'train_lpips', 'train_adversarial')
 DEFAULT_BATCH = {'s128': 8, 'fmnist': 64}
 
 
@@ -153,6 +160,18 @@ def bench_train(config, batch, steps, warmup, frozen):
   return med, times, flops
 
 
+def adversarial_setup(cfg, frozen):
+  """cfg with the single-stage recipe's losses on from step 0 (the default discriminator,
+  the reference's size), and frozen with random ConvNeXt-S params."""
+  cfg.loss.perceptual = 'lpips-convnext_s-1.0-0.1'
+  cfg.loss.perceptual_weight = 1.1
+  cfg.adversarial.enabled = True
+  cfg.adversarial.start_step = 0
+  model = convnext.model_for(perceptual.CONVNEXT)
+  params = jax.jit(model.init)(jax.random.key(3), jnp.zeros((1, 224, 224, 3)))['params']
+  return {**frozen, 'convnext': params}
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -163,7 +182,7 @@ def main(argv=None):
   p.add_argument('--warmup', type=int, default=2, help='untimed steps after compilation')
   p.add_argument('--attention_impl', default='auto', choices=attention_lib.IMPLS)
   p.add_argument('--benchmarks', default='encode_decode,train,train_lpips',
-                 help='comma-separated subset of encode_decode,train,train_lpips')
+                 help='comma-separated subset of ' + ','.join(BENCHMARKS))
   p.add_argument('--out', default=os.path.join(_ROOT, 'benchmarks', 'results.jsonl'),
                  help="JSONL file to append to ('' or '-': print only)")
   args = p.parse_args(argv)
@@ -172,7 +191,7 @@ def main(argv=None):
                                               else sys.executable] + sys.argv)
   benches = [b for b in args.benchmarks.split(',') if b]
   for b in benches:
-    if b not in ('encode_decode', 'train', 'train_lpips'):
+    if b not in BENCHMARKS:
       p.error(f'unknown benchmark {b!r}')
 
   config, config_source = get_config(args.config)
@@ -217,24 +236,28 @@ def main(argv=None):
   frozen_lpips = None
   for bench in benches:
     cfg = config.copy_and_resolve_references()
-    lpips = bench == 'train_lpips'
+    lpips = bench in ('train_lpips', 'train_adversarial')
     if bench == 'encode_decode':
       med, times, flops = bench_encode_decode(cfg, batch, args.steps, args.warmup)
     else:
       if lpips:
-        cfg.loss.lpips_weight = cfg.loss.lpips_weight or 0.1
+        cfg.loss.perceptual_weight = cfg.loss.perceptual_weight or 0.1
         if frozen_lpips is None:
-          frozen_lpips = jax.device_put(tokenizer.TokenizerTask(cfg, None).load_frozen())
+          frozen_lpips = jax.device_put(perceptual.frozen_params())
         frozen = frozen_lpips
       else:
-        cfg.loss.lpips_weight = 0.0
+        cfg.loss.perceptual_weight = 0.0
         frozen = {}
+      if bench == 'train_adversarial':
+        frozen = adversarial_setup(cfg, frozen)
       med, times, flops = bench_train(cfg, batch, args.steps, args.warmup, frozen)
     peaks.append(matmul_peak(peak_dtype))
     name = f'{args.config}/{bench}/{args.dtype}'
-    measured.append((name, batch, med, flops, dict(lpips=lpips, loadavg_1m=os.getloadavg()[0],
-                 lpips_weight=0.0 if bench == 'encode_decode' else float(cfg.loss.lpips_weight),
-                 step_time_min_s=min(times), step_times_s=[round(t, 5) for t in times])))
+    measured.append((name, batch, med, flops, dict(
+        lpips=lpips, loadavg_1m=os.getloadavg()[0],
+        perceptual_weight=0.0 if bench == 'encode_decode' else float(cfg.loss.perceptual_weight),
+        perceptual=cfg.loss.perceptual, adversarial=bool(cfg.adversarial.enabled),
+        step_time_min_s=min(times), step_times_s=[round(t, 5) for t in times])))
     print(f'{name:40s} {batch / med:8.2f} img/s  {med * 1e3:9.1f} ms/step  '
           f'{flops / 1e9:9.1f} GFLOP/step  {flops / med / 1e9:7.1f} GFLOP/s', flush=True)
 

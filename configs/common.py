@@ -54,7 +54,7 @@ def fmnist_tokenizer(c, num_steps, eval_every):
   c.model.patch_size = 4  # 7 x 7 = 49 patches
   c.model.codebook_size = 256
   c.model.token_dim = 12
-  c.loss.lpips_weight = 0.0  # 4x the step cost on a CPU; eval still reports LPIPS
+  c.loss.perceptual_weight = 0.0  # 4x the step cost on a CPU; eval still reports LPIPS
   c.optim.learning_rate = 1e-3
   c.optim.warmup_steps = 100
   c.train.num_steps = num_steps
@@ -91,7 +91,7 @@ def photos_tokenizer(c, num_steps, width=64, depth=2):
   c.model.spatial_mix = True  # latents / mask rows start from learned mixes of the content
   c.model.zero_pixel_head = True  # start at the colour: no output noise to suppress first
   set_vit(c.model.encoder, c.model.decoder, width=width, depth=depth, num_heads=2)
-  c.loss.lpips_weight = 0.0  # 4x the step cost on a CPU; eval still reports LPIPS
+  c.loss.perceptual_weight = 0.0  # 4x the step cost on a CPU; eval still reports LPIPS
   c.optim.learning_rate = 1e-3
   c.optim.warmup_steps = 100
   c.train.num_steps = num_steps
@@ -131,6 +131,50 @@ def imagenet256_schedule(c, num_steps):
   c.train.eval_num_images = 10_000
   c.train.checkpoint_every = 5_000
   c.train.keep_checkpoints = 3
+
+
+def single_stage_recipe(c):
+  """bytedance/1d-tokenizer's released single-stage tokenizer recipe (its
+  configs/training/TA-TiTok/tatitok_bl64_vq.yaml, the settings of the TiTok-BL/SL weights):
+  L2 reconstruction, LPIPS + ConvNeXt-S perceptual, a patch discriminator with hinge + LeCam
+  from step 200k, AdamW 1e-4 for both networks, 650k steps of 1,024 images. ConvNeXt-S
+  weights are the user's file: --config.loss.convnext_weights=convnext_small-0c510722.pth."""
+  c.data.global_batch_size = 1024  # max_train_examples 685.8M / max_train_steps 650k
+  c.loss.l1_weight = 0.0  # reconstruction_loss: "l2", reconstruction_weight: 1.0
+  c.loss.l2_weight = 1.0
+  c.loss.quantizer_weight = 1.0
+  c.model.commitment_cost = 0.25
+  c.loss.perceptual = 'lpips-convnext_s-1.0-0.1'  # (LPIPS + 0.1 ConvNeXt) / 1.1
+  c.loss.perceptual_weight = 1.1  # so: LPIPS + 0.1 ConvNeXt
+  c.optim.learning_rate = 1e-4
+  c.optim.b1, c.optim.b2 = 0.9, 0.999
+  c.optim.weight_decay = 1e-4
+  c.optim.end_lr_fraction = 0.1  # cosine to end_lr 1e-5
+  c.optim.grad_clip_norm = 1.0  # max_grad_norm
+  c.optim.ema_decay = 0.999  # use_ema
+  imagenet256_schedule(c, num_steps=650_000)  # warmup_steps 10k
+  a = c.adversarial
+  a.enabled = True
+  a.start_step = 200_000  # discriminator_start
+  a.factor = 1.0  # discriminator_factor
+  a.weight = 0.1  # discriminator_weight
+  a.lecam_weight = 0.001  # lecam_regularization_weight
+  a.optim.learning_rate = 1e-4  # discriminator_learning_rate, same AdamW and schedule
+  a.optim.b2 = 0.999
+  a.optim.warmup_steps = 10_000
+  a.optim.weight_decay = 1e-4
+
+
+def recipe_runlocal(c):
+  """`runlocal` of a config with the single-stage recipe: LPIPS only (no ConvNeXt file in
+  tests), the discriminator on from step 1, a small one."""
+  c.loss.perceptual = 'lpips'
+  c.adversarial.start_step = 1
+  c.adversarial.discriminator.hidden_channels = 32
+  c.adversarial.discriminator.num_stages = 2
+  c.adversarial.discriminator.num_groups = 8
+  c.adversarial.discriminator.pool_size = 4
+  c.adversarial.optim.warmup_steps = 1
 
 
 def generator_stage(c, kind, num_classes):

@@ -17,12 +17,19 @@ so that the whole comparison table trains in about an hour on 2 cores. Variants,
   crt       CRT on the global tokens: a 2-layer causal predictor of the next
             pre-quantization token, lambda = 4 ramped over the first 500 of the 1,000
             steps (the spec's 1k would end the run mid-ramp); e.g. `:titok,crt`
+  adv       the adversarial recipe (docs/adversarial.md): a 2-stage patch discriminator
+            (width 32, 7 x 7 logits) with hinge + LeCam from step 250; e.g. `:titok,adv`
+  finetune  decoder fine-tuning (TiTok's stage 2) of a finished run with the adversarial
+            recipe: 500 steps, only the decoder trains (SelfBootTok: decoder and aligner,
+            on compress- and generate-mode reconstructions); needs
+            --config.train.init_from=<workdir of the finished run>; e.g. `:titok,finetune`
 Results on the test split: docs/selfboottok.md, docs/crt.md.
 """
 from configs import common
 from sbt_jax import config_defaults
 
-VARIANTS = ('runlocal', 'latent', 'soft', 'aligner', 'titok', 'titok16', 'crt')
+VARIANTS = ('runlocal', 'latent', 'soft', 'aligner', 'titok', 'titok16', 'crt', 'adv',
+            'finetune')
 
 
 def get_config(arg: str | None = None):
@@ -45,6 +52,8 @@ def get_config(arg: str | None = None):
   if 'crt' in variants:
     c.crt.enabled = True
     c.crt.ramp_steps = 500
+  if 'adv' in variants or 'finetune' in variants:
+    _adversarial(c, finetune='finetune' in variants)
   if 'aligner' in variants:
     c.stage = 'aligner'
     common.set_vit(c.aligner.model, width=128, depth=4, num_heads=4)
@@ -53,6 +62,34 @@ def get_config(arg: str | None = None):
   if 'runlocal' in variants:
     _runlocal(c, aligner_stage='aligner' in variants)
   return c
+
+
+def _adversarial(c, finetune):
+  """The reference's recipe scaled to 28 x 28 and 1,000 steps (LPIPS stays off: it costs 4x
+  the step on a CPU, and ConvNeXt-S at 224 px far more)."""
+  a = c.adversarial
+  a.enabled = True
+  # The reference's single-stage run starts D at 200k of 650k steps: after the tokenizer
+  # has learned the coarse image. Here a quarter of the run; fine-tuning starts from a
+  # finished tokenizer, so at once.
+  a.start_step = 0 if finetune else 250
+  a.weight = 0.1  # discriminator_weight of the reference's single-stage recipes
+  d = a.discriminator
+  d.hidden_channels = 32  # 28 -> 14 -> 7: two stages of 32 and 64 channels
+  d.num_stages = 2
+  d.num_groups = 8
+  d.pool_size = 7  # one logit per 4 x 4 pixels, as 16 x 16 logits of a 256 px image
+  a.optim.learning_rate = c.optim.learning_rate  # the reference trains D at the tokenizer's
+  if finetune:
+    # Encoder and quantizers stay bit-identical: the same ids. SelfBootTok's aligner trains
+    # beside the decoder, which also learns to decode the aligner's predicted local ids
+    # (generate mode, weighted as compress mode): the aligner stage's decoder phase.
+    c.train.trainable = 'decoder' if c.model.name == 'titok' else 'decoder,aligner'
+    if c.model.name == 'selfboottok':
+      c.loss.w_generate = 1.0
+    c.train.num_steps = 500
+    c.optim.learning_rate = a.optim.learning_rate = 3e-4
+    c.optim.warmup_steps = a.optim.warmup_steps = 50
 
 
 def _runlocal(c, aligner_stage):

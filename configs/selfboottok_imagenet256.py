@@ -9,13 +9,15 @@ L = 64 local tokens, B-size encoder/decoder, S-size tokenizer-stage aligner.
 Needs `imagenet2012` prepared by TFDS in the array_record format (see titok_imagenet256.py).
 Variants: `aligner_b` | `aligner_l` (stage='aligner' with a B or L aligner), `soft`
 (SoftVQ-style global quantizer), `crt` (CRT on the 64 global tokens, as in
-titok_imagenet256.py:crt), `runlocal` (tiny, for smoke tests). Our choices where the
+titok_imagenet256.py:crt), `single_stage` (the reference's single-stage losses and schedule,
+as titok_imagenet256.py:bl64: L2 + LPIPS + ConvNeXt-S + discriminator from 200k steps;
+needs --config.loss.convnext_weights=...), `runlocal` (tiny, for smoke tests). Our choices where the
 paper's are unknown (see docs/design.md); not yet trained by us: no measured metrics.
 """
 from configs import common
 from configs import titok_imagenet256
 
-VARIANTS = ('aligner_b', 'aligner_l', 'soft', 'crt', 'runlocal')
+VARIANTS = ('aligner_b', 'aligner_l', 'soft', 'crt', 'single_stage', 'runlocal')
 # aligner variant: the size of the aligner trained in the aligner stage
 ALIGNER_SIZES = {'aligner_b': 'base', 'aligner_l': 'large'}
 
@@ -34,6 +36,8 @@ def get_config(arg: str | None = None):
     c.model.global_quantizer = 'soft'
   if 'crt' in variants:
     titok_imagenet256.set_crt(c)
+  if 'single_stage' in variants:
+    common.single_stage_recipe(c)
   for variant, size in ALIGNER_SIZES.items():
     if variant in variants:
       c.stage = 'aligner'
@@ -46,4 +50,6 @@ def get_config(arg: str | None = None):
     c.model.num_local_tokens = 8
     c.model.local_codebook_size = 64
     c.aligner.phase1_steps = 1
+    if c.adversarial.enabled:
+      common.recipe_runlocal(c)
   return c

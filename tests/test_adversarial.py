@@ -124,7 +124,7 @@ def test_discriminator_gives_patch_logits_and_checks_its_size():
 
 def _config(start_step=0, **mesh):
   c = titok_fmnist.get_config('runlocal')
-  c.loss.lpips_weight = 0.0
+  c.loss.perceptual_weight = 0.0
   c.optim.warmup_steps = c.adversarial.optim.warmup_steps = 1
   a = c.adversarial
   a.enabled, a.start_step, a.lecam_weight = True, start_step, 0.5

@@ -150,3 +150,35 @@ def test_selfboottok_configs_validate_and_build(module, variant):
         c.model.tatok.patch_codebook_size)
   with pytest.raises(ValueError, match='Unknown variants'):
     importlib.import_module(f'configs.{module}').get_config('nope')
+
+
+@pytest.mark.parametrize('module,variant', [('titok_imagenet256', 'bl64'),
+                                            ('selfboottok_imagenet256', 'single_stage')])
+def test_single_stage_recipes_follow_the_reference_and_need_convnext_weights(module, variant):
+  import importlib  # pylint: disable=g-import-not-at-top
+  c = importlib.import_module(f'configs.{module}').get_config(variant)
+  with pytest.raises(ValueError, match='needs loss.convnext_weights='):
+    config_defaults.validate(c)
+  c.loss.convnext_weights = '/weights/convnext_small-0c510722.pth'
+  config_defaults.validate(c)
+  assert (c.loss.perceptual, c.loss.perceptual_weight, c.loss.l1_weight) == (
+      'lpips-convnext_s-1.0-0.1', 1.1, 0.0)
+  a = c.adversarial
+  assert (a.enabled, a.start_step, a.weight, a.lecam_weight, a.optim.learning_rate) == (
+      True, 200_000, 0.1, 0.001, 1e-4)
+  assert (c.train.num_steps, c.data.global_batch_size) == (650_000, 1024)
+  config_defaults.validate(importlib.import_module(f'configs.{module}').get_config(
+      f'{variant},runlocal'))  # LPIPS only: no ConvNeXt file needed
+
+
+def test_fmnist_adversarial_variants():
+  from configs import selfboottok_fmnist  # pylint: disable=g-import-not-at-top
+  adv = selfboottok_fmnist.get_config('titok,adv')
+  config_defaults.validate(adv)
+  assert adv.adversarial.enabled and adv.adversarial.start_step == 250
+  tune = selfboottok_fmnist.get_config('titok,finetune')
+  with pytest.raises(ValueError, match='set train.init_from='):
+    config_defaults.validate(tune)
+  tune.train.init_from = '/runs/titok8'
+  config_defaults.validate(tune)
+  assert (tune.train.trainable, tune.adversarial.start_step) == ('decoder', 0)

@@ -23,7 +23,7 @@ from tests import test_train_step
 
 def _titok_config(**crt):
   c = titok_fmnist.get_config('runlocal,crt')
-  c.loss.lpips_weight = 0.0
+  c.loss.perceptual_weight = 0.0
   c.optim.warmup_steps = 1
   c.optim.learning_rate = 3e-3
   for k, v in crt.items():

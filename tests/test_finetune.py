@@ -19,7 +19,7 @@ from tests import test_train_step
 
 def _config(**train):
   c = titok_fmnist.get_config('runlocal')
-  c.loss.lpips_weight = 0.0
+  c.loss.perceptual_weight = 0.0
   c.optim.warmup_steps = 1
   c.model.dead_code_restart_every = 1  # restarts would move a trainable codebook every step
   for k, v in train.items():
@@ -84,7 +84,9 @@ def test_bad_finetuning_settings_are_named(finished_run, tmp_path):
   workdir, _ = finished_run
   mesh = sharding.make_mesh(_config().mesh, jax.devices()[:1])
   with pytest.raises(ValueError, match="train.trainable='decodr': no parameter group 'decodr'"):
-    tokenizer.TokenizerTask(_config(trainable='decodr'), mesh)
+    tokenizer.TokenizerTask(_config(init_from=workdir, trainable='decodr'), mesh)
+  with pytest.raises(ValueError, match="train.trainable='decoder' freezes .* train.init_from"):
+    _config(trainable='decoder')
   c = _config(init_from=str(tmp_path / 'nothing'))
   with pytest.raises(FileNotFoundError, match='is not the workdir of an sbt_jax'):
     setup.prepare(tokenizer.TokenizerTask(c, mesh), c, mesh)
@@ -92,7 +94,35 @@ def test_bad_finetuning_settings_are_named(finished_run, tmp_path):
   c.model.num_global_tokens = 6  # another parameter tree
   with pytest.raises(checkpointing.CheckpointError, match='different model/config'):
     setup.prepare(tokenizer.TokenizerTask(c, mesh), c, mesh)
-  c = _config(trainable='decoder')
+  c = _config(init_from=workdir, trainable='decoder')
   c.stage = 'generator'
   with pytest.raises(ValueError, match='train.init_from / train.trainable fine-tune'):
     config_defaults.validate(c)
+
+
+def test_selfboottok_decoder_phase_with_the_adversarial_recipe(tmp_path):
+  """configs/selfboottok_fmnist.py:finetune on a SelfBootTok: decoder and aligner train
+  (compress + generate mode, discriminator on), every other group stays bit-identical."""
+  from configs import selfboottok_fmnist  # pylint: disable=g-import-not-at-top
+  c = selfboottok_fmnist.get_config('runlocal')
+  _, stage1 = _train(c, 0)  # a fresh init stands for the finished run (one compile less)
+  workdir = str(tmp_path / 'sbt')
+  loop.save_config(c, workdir)
+  ckpt = checkpointing.Checkpointer(workdir, async_save=False, with_data_iter=False)
+  ckpt.save(2, jax.device_put(stage1))
+  ckpt.wait()
+  ckpt.close()
+  tune = selfboottok_fmnist.get_config('finetune,runlocal')
+  tune.train.init_from = workdir
+  tune.adversarial.start_step = 0
+  config_defaults.validate(tune)
+  assert (tune.train.trainable, tune.loss.w_generate) == ('decoder,aligner', 1.0)
+  start, end = _train(tune, 2)
+  assert 'disc' in end.model_state
+  for group in start.params:
+    delta = optax.tree.norm(jax.tree.map(np.subtract, end.params[group], start.params[group]))
+    if group in ('decoder', 'aligner'):
+      assert float(delta) > 0, group
+    else:
+      chex.assert_trees_all_equal(end.params[group], start.params[group])
+      chex.assert_trees_all_equal(end.ema_params[group], start.ema_params[group])

@@ -17,7 +17,7 @@ def _config(data_dir, **train):
   c.data.data_dir = data_dir
   c.data.global_batch_size = 8
   c.data.eval_batch_size = 8
-  c.loss.lpips_weight = 0.0
+  c.loss.perceptual_weight = 0.0
   c.train.num_steps = 4
   c.train.checkpoint_every = 2
   c.train.keep_checkpoints = 5

@@ -19,7 +19,7 @@ from sbt_jax.trainers import tokenizer
 
 def _config(remat_policy='none', scan_layers=False):
   c = titok_fmnist.get_config('runlocal')
-  c.loss.lpips_weight = 0.0
+  c.loss.perceptual_weight = 0.0
   for part in (c.model.encoder, c.model.decoder):
     part.depth = 2
   c.model.remat_policy = remat_policy

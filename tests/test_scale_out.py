@@ -22,7 +22,7 @@ from sbt_jax.trainers import tokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Overrides shared by the subprocesses and the in-process reference runs.
-OVERRIDES = {'loss.lpips_weight': 0.0, 'train.eval_every': -1, 'train.log_every': 1,
+OVERRIDES = {'loss.perceptual_weight': 0.0, 'train.eval_every': -1, 'train.log_every': 1,
              'data.global_batch_size': 8}
 
 

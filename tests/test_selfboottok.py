@@ -106,7 +106,7 @@ def _run(config, devices, steps):
 
 def test_step_on_eight_devices_matches_one_device():
   """Also covers the soft global quantizer, restarts of both codebooks and w_generate."""
-  common = {'loss.lpips_weight': 0.0, 'loss.w_generate': 0.3,
+  common = {'loss.perceptual_weight': 0.0, 'loss.w_generate': 0.3,
             'model.global_quantizer': 'soft', 'model.dead_code_restart_every': 2}
   c1 = _config(**common, **{'mesh.data': 1, 'mesh.fsdp': 1})
   c8 = _config(**common, **{'mesh.data': 4, 'mesh.fsdp': 2})

@@ -14,7 +14,7 @@ from sbt_jax.trainers import tokenizer
 
 def _config(**mesh):
   c = titok_fmnist.get_config('runlocal')
-  c.loss.lpips_weight = 0.1
+  c.loss.perceptual_weight = 0.1
   c.optim.warmup_steps = 1
   c.optim.learning_rate = 3e-3
   for k, v in mesh.items():
@@ -86,7 +86,7 @@ def test_step_compiles_once_and_learns():
 
 def test_collapsed_codebook_is_restarted_in_the_step():
   c = _config(data=1, fsdp=1)
-  c.loss.lpips_weight = 0.0
+  c.loss.perceptual_weight = 0.0
   c.model.dead_code_restart_every = 2
   state, history = _run_steps(c, jax.devices()[:1], 4)
   restarted = [int(m['codes_restarted']) for m in history]

@@ -15,8 +15,6 @@ pytorch-fid's network (torchvision 0.29 blocks + pytorch-fid's patches, torch 2.
 weights, 28 and 320 px inputs): pool3 and logits agree to 6e-7 relative.
 """
 import functools
-import os
-import zipfile
 
 import flax
 import flax.linen as nn
@@ -32,8 +30,8 @@ POOL3_DIM = 2048
 _PRECISION = jax.lax.Precision.HIGHEST
 
 
-class WeightsError(ValueError):
-  """An Inception weights file that is unreadable or does not match the network."""
+# An Inception weights file that is unreadable or does not match the network.
+WeightsError = torch_checkpoint.WeightsFileError
 
 
 def _pair(v):
@@ -226,61 +224,23 @@ def param_shapes() -> dict[str, tuple[int, ...]]:
           flax.traverse_util.flatten_dict(flax.core.unfreeze(abstract), sep='/').items()}
 
 
-def _read_npz(path: str) -> dict[str, np.ndarray]:
-  with np.load(path, allow_pickle=False) as data:
-    flat = {k: data[k] for k in data.files}
-  if flat and all('/' not in k and '.' in k for k in flat):  # a torch state dict saved as npz
-    flat = torch_checkpoint.torch_to_flax(flat)
-  return flat
+_HINT = ('expected the FID Inception weights (pytorch-fid pt_inception-2015-12-05-6726825d.pth'
+         ' or its conversion by `python -m sbt_jax.tools.convert_inception`)')
 
 
-def _read(path: str) -> dict[str, np.ndarray]:
-  try:
-    if zipfile.is_zipfile(path):
-      with zipfile.ZipFile(path) as zf:
-        is_npz = any(n.endswith('.npy') for n in zf.namelist())
-      if is_npz:
-        return _read_npz(path)
-    return torch_checkpoint.torch_to_flax(torch_checkpoint.read_torch(path))
-  except torch_checkpoint.TorchFormatError as e:
-    raise WeightsError(f'Inception weights {e}') from None
-  except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-    raise WeightsError(f'Inception weights file {path} is unreadable (truncated or not an '
-                       f'.npz/.pth): {type(e).__name__}: {e}') from None
-
-
-def check_params(flat: dict, path: str) -> None:
-  """Raises WeightsError naming the file and the first missing/mismatched/extra param."""
-  hint = ('expected the FID Inception weights (pytorch-fid pt_inception-2015-12-05-6726825d.pth'
-          ' or its conversion by `python -m sbt_jax.tools.convert_inception`)')
-  for name, shape in param_shapes().items():
-    if name not in flat:
-      raise WeightsError(f'Inception weights file {path}: parameter {name!r} (torch name '
-                         f'{next(iter(torch_checkpoint.flax_to_torch({name: np.zeros(shape)})))}'
-                         f') is missing; expected shape {shape}. {hint}.')
-    found = tuple(np.shape(flat[name]))
-    if found != shape:
-      raise WeightsError(f'Inception weights file {path}: parameter {name!r} has shape {found}, '
-                         f'expected {shape}. {hint}.')
-  extra = [k for k in flat if k not in param_shapes()]
-  if extra:
-    raise WeightsError(f'Inception weights file {path}: unexpected parameter {extra[0]!r} '
-                       f'({len(extra)} unexpected in all). {hint}.')
-  for name, value in flat.items():
-    if not np.all(np.isfinite(value)):
-      raise WeightsError(f'Inception weights file {path}: parameter {name!r} is not finite.')
+def _torch_name(name, shape):
+  return next(iter(torch_checkpoint.flax_to_torch({name: np.zeros(shape)})))
 
 
 def load_flat_params(path: str) -> dict[str, np.ndarray]:
   """Reads, converts and checks a weights file -> {'a/b/c': float32 array}."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f'Inception weights file {path!r} not found. FID and IS need the FID Inception '
-        'weights as a local file (pytorch-fid pt_inception-2015-12-05-6726825d.pth, or an .npz '
-        'from `python -m sbt_jax.tools.convert_inception`); nothing is downloaded.')
-  flat = _read(path)
-  check_params(flat, path)
-  return {k: np.asarray(flat[k], np.float32) for k in param_shapes()}
+  what = 'Inception weights'
+  flat = torch_checkpoint.read_weights(
+      path, torch_checkpoint.torch_to_flax, what=what,
+      how='FID and IS need the FID Inception weights: pytorch-fid '
+          'pt_inception-2015-12-05-6726825d.pth, or an .npz from `python -m '
+          'sbt_jax.tools.convert_inception`')
+  return torch_checkpoint.checked_params(flat, param_shapes(), path, what, _HINT, _torch_name)
 
 
 def load_params(path: str) -> dict:

@@ -1,5 +1,7 @@
 """PyTorch checkpoint files without torch: read and write a state_dict (.pth / .bin, zip
-or legacy pickle format) as numpy arrays, and map Inception's torch names to Flax names.
+or legacy pickle format) as numpy arrays, map Inception's torch names to Flax names, and
+read + check a pretrained network's weights file (.pth or converted .npz) for a Flax model
+(`read_weights`, `checked_params`: Inception, ConvNeXt).
 
 Only plain tensors and the pickle opcodes a state_dict needs are accepted (no arbitrary
 globals: a malicious file cannot run code).
@@ -268,3 +270,61 @@ def flax_to_torch(flat: dict) -> dict[str, np.ndarray]:
       parts[-1] = _BN_INV[parts[-1]]
     out['.'.join(parts)] = np.ascontiguousarray(value)
   return out
+
+
+# --- a pretrained network's weights file (.pth, or an .npz of Flax or torch names) ---
+
+class WeightsFileError(ValueError):
+  """A weights file that is unreadable or does not match the network."""
+
+
+def _read_npz(path: str, to_flax) -> dict[str, np.ndarray]:
+  with np.load(path, allow_pickle=False) as data:
+    flat = {k: data[k] for k in data.files}
+  if flat and all('/' not in k and '.' in k for k in flat):  # a torch state dict saved as npz
+    flat = to_flax(flat)
+  return flat
+
+
+def read_weights(path: str, to_flax, *, what: str, how: str) -> dict[str, np.ndarray]:
+  """{Flax name: array} of a .pth (torch names, mapped by `to_flax`) or an .npz; `what`
+  names the file in errors ('Inception weights'), `how` says what file is expected."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{what} file {path!r} not found. It must be a local file ({how})'
+                            '; nothing is downloaded.')
+  try:
+    if zipfile.is_zipfile(path):
+      with zipfile.ZipFile(path) as zf:
+        is_npz = any(n.endswith('.npy') for n in zf.namelist())
+      if is_npz:
+        return _read_npz(path, to_flax)
+    return to_flax(read_torch(path))
+  except TorchFormatError as e:
+    raise WeightsFileError(f'{what} {e}') from None
+  except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    raise WeightsFileError(f'{what} file {path} is unreadable (truncated or not an '
+                           f'.npz/.pth): {type(e).__name__}: {e}') from None
+
+
+def checked_params(flat: dict, shapes: dict, path: str, what: str, hint: str,
+                   torch_name=None) -> dict[str, np.ndarray]:
+  """float32 arrays of `shapes` (Flax name -> shape) from `flat`; WeightsFileError names the
+  file and the first missing, misshapen, extra or non-finite parameter (with its torch
+  name when `torch_name`, Flax name -> torch name, is given)."""
+  for name, shape in shapes.items():
+    if name not in flat:
+      torch = f' (torch name {torch_name(name, shape)})' if torch_name else ''
+      raise WeightsFileError(f'{what} file {path}: parameter {name!r}{torch} is missing; '
+                             f'expected shape {shape}. {hint}.')
+    found = tuple(np.shape(flat[name]))
+    if found != shape:
+      raise WeightsFileError(f'{what} file {path}: parameter {name!r} has shape {found}, '
+                             f'expected {shape}. {hint}.')
+  extra = [k for k in flat if k not in shapes]
+  if extra:
+    raise WeightsFileError(f'{what} file {path}: unexpected parameter {extra[0]!r} '
+                           f'({len(extra)} unexpected in all). {hint}.')
+  for name, value in flat.items():
+    if not np.all(np.isfinite(value)):
+      raise WeightsFileError(f'{what} file {path}: parameter {name!r} is not finite.')
+  return {k: np.asarray(flat[k], np.float32) for k in shapes}

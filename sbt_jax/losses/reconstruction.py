@@ -1,4 +1,5 @@
-"""Reconstruction: w.l1 * L1 + w.l2 * L2 (+ w.lpips * LPIPS), images in [-1, 1]."""
+"""Reconstruction: w.l1 * L1 + w.l2 * L2 + w.perceptual_weight * perceptual (the nets of
+w.perceptual, losses/perceptual.py), images in [-1, 1]."""
 import jax.numpy as jnp
 
 from sbt_jax.losses import perceptual
@@ -10,8 +11,9 @@ def reconstruction_loss(recon_BxHxWxC, x_BxHxWxC, frozen, w, dtype, prefix=''):
   l2 = jnp.mean(jnp.square(recon_BxHxWxC - x_BxHxWxC))
   loss = w.l1_weight * l1 + w.l2_weight * l2
   metrics = {f'{prefix}l1': l1, f'{prefix}l2': l2}
-  if w.lpips_weight > 0:
-    lpips = perceptual.lpips_loss(frozen['lpips'], recon_BxHxWxC, x_BxHxWxC, dtype)
-    loss = loss + w.lpips_weight * lpips
-    metrics[f'{prefix}lpips'] = lpips
+  if w.perceptual_weight > 0:
+    value, parts = perceptual.perceptual_loss(frozen, recon_BxHxWxC, x_BxHxWxC, w.perceptual,
+                                              dtype)
+    loss = loss + w.perceptual_weight * value
+    metrics.update({f'{prefix}{k}': v for k, v in parts.items()})
   return loss, metrics

@@ -106,11 +106,13 @@ class NLayerDiscriminator(nn.Module):
 
 
 def check_size(hidden_channels: int, num_stages: int, blur_taps: int, num_groups: int,
-               prefix: str = 'discriminator.'):
+               prefix: str = 'discriminator.', pool_size: int = 16):
   """A one-line error naming the config field (`prefix` + name), or None when the
   discriminator builds."""
   if num_stages < 1:
     return f'{prefix}num_stages={num_stages}; expected >= 1'
+  if pool_size < 1:
+    return f'{prefix}pool_size={pool_size}; expected >= 1'
   if blur_taps not in BLUR_TAPS:
     return f'{prefix}blur_taps={blur_taps}; expected one of {sorted(BLUR_TAPS)}'
   if hidden_channels < 1 or hidden_channels % num_groups:

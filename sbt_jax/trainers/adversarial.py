@@ -40,7 +40,7 @@ class AdversarialTrainer:
     d = a.discriminator
     self.discriminator = discriminator_lib.NLayerDiscriminator(
         hidden_channels=d.hidden_channels, num_stages=d.num_stages, blur_taps=d.blur_taps,
-        num_groups=d.num_groups)
+        num_groups=d.num_groups, pool_size=d.pool_size)
     self.tx = state_lib.make_optimizer(a.optim, config.train.num_steps)
 
   def boxed_state(self, rng, images):

@@ -163,7 +163,7 @@ class TokenizerTask:
 
   def load_frozen(self):
     # LPIPS is a loss term and an eval metric, so its params are always loaded.
-    return perceptual.frozen_params()
+    return perceptual.frozen_params(self.config.loss)
 
   def evaluate(self, state, frozen, *, step: int, workdir: str | None):
     """Metrics over data.eval_split (mean PSNR/SSIM/LPIPS, codebook usage) + a PNG grid."""
