@@ -212,10 +212,12 @@ def test_eight_devices_match_one_and_the_discriminator_state_restores(tmp_path):
     np.testing.assert_allclose([h[name] for h in hist8], [h[name] for h in hist1],
                                rtol=1e-5, atol=1e-6, err_msg=name)
   # Params and LeCam EMAs; not Adam's moments, whose near-zero gradient entries differ by
-  # summation order (1e-5 of gradients ~1e-2) without moving an update by more than 1e-7.
+  # summation order (1e-5 of gradients ~1e-2). Adam divides by their size, so a param can
+  # move a few 1e-6 differently (seen: 2.5e-6 in 1 of 1,152); a sharding error moves
+  # updates by the learning rate (1e-4 here) or more.
   d8, d1 = (jax.device_get(s.model_state[adv_lib.KEY]) for s in (state8, state1))
   for key in ('params', 'lecam_real', 'lecam_fake'):
-    chex.assert_trees_all_close(d8[key], d1[key], rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(d8[key], d1[key], rtol=1e-5, atol=1e-5)
   kernel = state8.model_state[adv_lib.KEY]['params']['stage1_conv']['kernel']
   assert 'fsdp' in str(kernel.sharding.spec)  # sharded by the same rules as the tokenizer
   restored = test_train_step.save_and_restore(c8, state8, str(tmp_path / 'w'), step=2)
