@@ -12,7 +12,6 @@ per arm and metric to benchmarks/results.jsonl.
 """
 import argparse
 import datetime
-import json
 import os
 import shlex
 import statistics
@@ -30,19 +29,7 @@ ARMS = (('titok8', 'L1 + L2 (no adversarial recipe)'),
 RECON = (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('lpips', 'LPIPS'), ('rfd_vgg', 'rFD-VGG'))
 
 
-def _json(path):
-  with open(path) as f:
-    return json.load(f)
-
-
-def _last(path, key):
-  found = None
-  with open(path) as f:
-    for line in f:
-      m = json.loads(line)
-      if key in m:
-        found = m[key]
-  return found
+_json = records_lib.read_json
 
 
 def _gfd(root, arm, seed):
@@ -60,7 +47,8 @@ def run_values(root, arm, seed) -> dict:
   recon = _json(os.path.join(run, 'eval', 'test_all', 'results.json'))
   out = {k: recon['metrics'][k] for k, _ in RECON}
   out['gfd_name'], out['gfd_vgg'] = _gfd(root, arm, seed)
-  out['disc_wins'] = _last(os.path.join(run, 'metrics.jsonl'), 'train/disc/wins')
+  wins = records_lib.last_metric(os.path.join(run, 'metrics.jsonl'), 'train/disc/wins')
+  out['disc_wins'] = wins[1] if wins else None
   return out
 
 

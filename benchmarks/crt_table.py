@@ -14,7 +14,6 @@ Prints a markdown table and appends one record per number to benchmarks/results.
 """
 import argparse
 import datetime
-import json
 import os
 import shlex
 import sys
@@ -29,20 +28,8 @@ RECON = (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('lpips', 'LPIPS'), ('rfd_vgg'
          ('codes_used', 'codes used'), ('codebook_perplexity', 'code perplexity'))
 
 
-def _json(path):
-  with open(path) as f:
-    return json.load(f)
-
-
-def _last(path, key):
-  """(step, value) of the last line of a metrics.jsonl that has `key`."""
-  found = None
-  with open(path) as f:
-    for line in f:
-      m = json.loads(line)
-      if key in m:
-        found = (m['step'], m[key])
-  return found
+_json = records_lib.read_json
+_last = records_lib.last_metric
 
 
 def row(tok_dir, gen_dir, recon_eval, fd_eval):

@@ -43,3 +43,19 @@ def append_records(path: str, records) -> None:
     for r in records:
       f.write(json.dumps(r, sort_keys=True) + '\n')
   print(f'appended {len(records)} records to {path}')
+
+
+def read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def last_metric(path: str, key: str):
+  """(step, value) of the last line of a metrics.jsonl that has `key`, or None."""
+  found = None
+  with open(path) as f:
+    for line in f:
+      m = json.loads(line)
+      if key in m:
+        found = (m['step'], m[key])
+  return found

@@ -48,6 +48,15 @@ def register_reference_packages(repo):
       sys.modules[name] = module
 
 
+def golden_args(doc: str, out_name: str):
+  """--repo (the checkout) and --out (default tests/golden/<out_name>) of a golden script."""
+  ap = argparse.ArgumentParser(description=doc.split('\n')[0])
+  ap.add_argument('--repo', required=True, help='checkout of bytedance/1d-tokenizer')
+  ap.add_argument('--out', default=os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests', 'golden', out_name))
+  return ap.parse_args()
+
+
 def load_titok(repo):
   """modeling.titok.TiTok from the checkout."""
   register_reference_packages(repo)

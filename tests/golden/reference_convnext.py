@@ -20,7 +20,6 @@ bilinear resize to 224, ImageNet normalisation, MSE of the logits. Two cases: 2 
 parameter names and shapes of the full-size convnext_small (random init, nothing
 downloaded) to tests/golden/convnext_reference.npz.
 """
-import argparse
 import json
 import os
 import sys
@@ -51,11 +50,7 @@ def small_convnext():
 
 
 def main():
-  ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  ap.add_argument('--repo', required=True, help='checkout of bytedance/1d-tokenizer')
-  ap.add_argument('--out', default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                'convnext_reference.npz'))
-  a = ap.parse_args()
+  a = torch_reference.golden_args(__doc__, 'convnext_reference.npz')
   torch_reference.register_reference_packages(a.repo)
   import modeling.modules.perceptual_loss as perceptual_loss  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   model = small_convnext()

@@ -12,7 +12,6 @@ with torch's default init under torch.manual_seed(0), runs it on two batches of 
 of a 10 x 10 map) and writes the state dict ('sd/<name>'), inputs and logits (NHWC) to
 tests/golden/discriminator_reference.npz.
 """
-import argparse
 import os
 import sys
 
@@ -32,11 +31,7 @@ def load_discriminator(repo):
 
 
 def main():
-  ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  ap.add_argument('--repo', required=True, help='checkout of bytedance/1d-tokenizer')
-  ap.add_argument('--out', default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                'discriminator_reference.npz'))
-  a = ap.parse_args()
+  a = torch_reference.golden_args(__doc__, 'discriminator_reference.npz')
   torch.manual_seed(0)
   model = load_discriminator(a.repo)(num_channels=3, hidden_channels=32, num_stages=2,
                                      blur_resample=True, blur_kernel_size=4).eval()
