@@ -135,6 +135,10 @@ def _adversarial() -> ml_collections.ConfigDict:
   a.factor = 1.0
   # discriminator_weight: weight of the generator term -mean D(reconstruction).
   a.weight = 0.1
+  # Also scale that weight by taming's adaptive balance ||grad rec|| / ||grad gen|| (here
+  # w.r.t. the reconstruction; clipped to 1e4); costs one more backward pass of the
+  # reconstruction + perceptual loss. The reference's recipes keep it off.
+  a.adaptive_weight = False
   # Weight of the LeCam regularizer in the discriminator's loss (0 disables it).
   a.lecam_weight = 0.001
   # Decay of the EMAs of the mean real / fake logits LeCam compares against.

@@ -67,6 +67,37 @@ def test_before_the_start_step_everything_is_exactly_zero():
   assert float(metrics['disc/lecam']) == 0.0 and float(metrics['disc/wins']) == 0.0
 
 
+def test_adaptive_weight_on_hand_computed_gradients():
+  g_rec, g_gen = jnp.array([[3.0, 4.0]]), jnp.array([[0.3, 0.4]])  # norms 5 and 0.5
+  np.testing.assert_allclose(adversarial.adaptive_weight(g_rec, g_gen), 5 / (0.5 + 1e-4),
+                             rtol=1e-6)
+  np.testing.assert_allclose(adversarial.adaptive_weight(g_rec, 0 * g_gen), 1e4)  # clipped
+
+
+def test_adaptive_weight_balances_the_gradients_at_the_reconstruction():
+  """with_generator_term on a stand-in tokenizer whose reconstruction is its only param:
+  the logged adaptive weight is ||d rec/d recon|| / (||d gen/d recon|| + 1e-4) and it is a
+  constant (the gradient is rec's plus adaptive * weight * gen's)."""
+  c = _config()
+  c.adversarial.adaptive_weight = True
+  c.loss.l1_weight, c.loss.l2_weight = 0.0, 1.0
+  adv = adv_lib.AdversarialTrainer(c)
+  rs = np.random.RandomState(0)
+  x = jnp.asarray(rs.uniform(-1, 1, (2, 28, 28, 1)), jnp.float32)
+  recon = jnp.asarray(rs.uniform(-1, 1, (2, 28, 28, 1)), jnp.float32)
+  disc = nn.meta.unbox(adv.boxed_state(jax.random.key(0), x))['params']
+  rec_of = lambda r: jnp.mean(jnp.square(r - x))  # pylint: disable=unnecessary-lambda-assignment
+  gen_of = lambda r: -jnp.mean(adv.logits(disc, r))  # pylint: disable=unnecessary-lambda-assignment
+  loss_fn = lambda p, frozen, batch, rng: (rec_of(p), ({}, {'recon': p}))  # pylint: disable=unnecessary-lambda-assignment
+  total = adv.with_generator_term(loss_fn, disc, step=jnp.int32(5))
+  grad, (metrics, _) = jax.grad(total, has_aux=True)(recon, {}, {'image': x}, None)
+  g_rec, g_gen = jax.grad(rec_of)(recon), jax.grad(gen_of)(recon)
+  expected = float(jnp.linalg.norm(g_rec) / (jnp.linalg.norm(g_gen) + 1e-4))
+  np.testing.assert_allclose(metrics['disc/adaptive_weight'], expected, rtol=1e-5)
+  np.testing.assert_allclose(metrics['disc/weight'], 0.1 * expected, rtol=1e-5)
+  np.testing.assert_allclose(grad, g_rec + 0.1 * expected * g_gen, rtol=1e-4, atol=1e-9)
+
+
 def test_blur_downsample_matches_a_hand_written_depthwise_conv():
   rs = np.random.RandomState(0)
   x = rs.randn(2, 8, 6, 3).astype(np.float32)

@@ -2,7 +2,7 @@
 ReconstructionLoss_Stage2 (after taming-transformers):
 
   discriminator: factor * hinge(real, fake) + lecam_weight * LeCam(real, fake, EMAs)
-  generator:     factor * weight * -mean(D(reconstruction))
+  generator:     factor * weight [* adaptive] * -mean(D(reconstruction))
 
 `factor` is 0 before `start_step` and the configured factor from it on, so both terms (and
 their gradients) are exactly zero until the discriminator starts. LeCam (Tseng et al. 2021)
@@ -48,6 +48,18 @@ def lecam_loss(logits_real, logits_fake, ema: LecamEma):
   """relu(mean real - EMA fake)^2 + relu(EMA real - mean fake)^2."""
   return (jnp.square(jax.nn.relu(jnp.mean(logits_real) - ema.fake))
           + jnp.square(jax.nn.relu(ema.real - jnp.mean(logits_fake))))
+
+
+def adaptive_weight(grad_rec, grad_gen, max_weight: float = 1e4):
+  """sg(||grad_rec|| / (||grad_gen|| + 1e-4)) clipped to [0, max_weight]: taming's VQGAN
+  balance of the reconstruction and generator gradients (the reference's recipe does not use
+  it; config.adversarial.adaptive_weight turns it on). The gradients are taken w.r.t. the
+  reconstruction, not the decoder's last-layer weights: the same balance for every family's
+  decoder (for a linear last layer the weight gradient is the output gradient times that
+  layer's input, common to both terms)."""
+  ratio = jnp.sqrt(jnp.sum(jnp.square(grad_rec))) / (jnp.sqrt(jnp.sum(jnp.square(grad_gen)))
+                                                     + 1e-4)
+  return jax.lax.stop_gradient(jnp.clip(ratio, 0.0, max_weight))
 
 
 def factor_at(step, start_step: int, factor: float):

@@ -6,7 +6,9 @@ The discriminator lives in TrainState.model_state['disc'] = {'params', 'opt_stat
 the checkpoint layout it always had). One train step does, in order:
 
   1. generator side: the tokenizer's loss gains factor(step) * weight * -mean D(recon), with
-     the discriminator's params held fixed (no gradient reaches them);
+     the discriminator's params held fixed (no gradient reaches them); with
+     adversarial.adaptive_weight, weight is also scaled by ||d rec / d recon|| /
+     ||d gen / d recon|| (losses/adversarial.py: adaptive_weight);
   2. discriminator side: hinge(D(x), D(sg(recon))) * factor(step) + lecam_weight * LeCam,
      a step of its own AdamW; from config.adversarial.start_step on only: before it, its
      params, optimizer state and LeCam EMAs stay bit-identical.
@@ -19,6 +21,7 @@ import ml_collections
 import optax
 
 from sbt_jax.losses import adversarial as adv_loss
+from sbt_jax.losses import reconstruction
 from sbt_jax.models import discriminator as discriminator_lib
 from sbt_jax.trainers import state as state_lib
 
@@ -42,6 +45,7 @@ class AdversarialTrainer:
         hidden_channels=d.hidden_channels, num_stages=d.num_stages, blur_taps=d.blur_taps,
         num_groups=d.num_groups, pool_size=d.pool_size)
     self.tx = state_lib.make_optimizer(a.optim, config.train.num_steps)
+    self.dtype = jnp.dtype(config.model.compute_dtype)
 
   def boxed_state(self, rng, images):
     """{'params', 'opt_state', 'lecam_real', 'lecam_fake'} with nn.Partitioned params."""
@@ -54,17 +58,27 @@ class AdversarialTrainer:
     return self.discriminator.apply({'params': params}, _unit(images))
 
   def with_generator_term(self, loss_fn, disc_params, step):
-    """loss_fn(params, *args) -> (loss, (metrics, aux)) with aux['recon'] becomes the same
-    with factor(step) * weight * -mean D(recon) added; disc_params get no gradient."""
+    """loss_fn(params, frozen, batch, rng) -> (loss, (metrics, aux)) with aux['recon']
+    becomes the same with factor(step) * weight * -mean D(recon) added (times the adaptive
+    weight when config.adversarial.adaptive_weight); disc_params get no gradient."""
     a = self.config.adversarial
     weight = adv_loss.factor_at(step, a.start_step, a.factor) * a.weight
     fixed = jax.lax.stop_gradient(disc_params)
+    gen_of = lambda recon: adv_loss.generator_adversarial_loss(self.logits(fixed, recon))  # pylint: disable=unnecessary-lambda-assignment
 
-    def total(params, *args):
-      loss, (metrics, aux) = loss_fn(params, *args)
-      gen = adv_loss.generator_adversarial_loss(self.logits(fixed, aux['recon']))
-      loss = loss + weight * gen
-      metrics.update(loss=loss, **{'disc/generator_term': gen, 'disc/weight': weight})
+    def total(params, frozen, batch, *rest):
+      loss, (metrics, aux) = loss_fn(params, frozen, batch, *rest)
+      gen = gen_of(aux['recon'])
+      w = weight
+      if a.adaptive_weight:
+        recon = jax.lax.stop_gradient(aux['recon'])
+        rec_of = lambda r: reconstruction.reconstruction_loss(  # pylint: disable=unnecessary-lambda-assignment
+            r, batch['image'], frozen, self.config.loss, self.dtype)[0]
+        adaptive = adv_loss.adaptive_weight(jax.grad(rec_of)(recon), jax.grad(gen_of)(recon))
+        metrics['disc/adaptive_weight'] = adaptive
+        w = w * adaptive
+      loss = loss + w * gen
+      metrics.update(loss=loss, **{'disc/generator_term': gen, 'disc/weight': w})
       return loss, (metrics, aux)
 
     return total
