@@ -8,7 +8,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ['launch/tpu.sh', 'launch/gpu.sh', 'launch/setup.sh', '.ci/run',
-           'benchmarks/run_all.sh']
+           'benchmarks/run_all.sh', 'benchmarks/run_steps.sh', 'benchmarks/adversarial_fmnist.sh',
+           'benchmarks/selfboottok_seeds.sh']
 
 
 def _run(args, tmp_path):

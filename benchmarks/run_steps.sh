@@ -1,0 +1,35 @@
+# shellcheck shell=bash
+# Resumable steps of the multi-seed experiments (sourced by adversarial_fmnist.sh and
+# selfboottok_seeds.sh): each step is skipped once its output exists, and an interrupted
+# training run resumes from its checkpoint. Needs PY (the python to run); gFD records go to
+# RESULTS (default benchmarks/results.jsonl).
+
+train() {  # train WORKDIR ARGS...: skipped once the run wrote eval_final.json
+  local w=$1; shift
+  [ -f "$w/eval_final.json" ] && return 0
+  echo "== $(date -u +%H:%M) train $w"
+  "$PY" -m sbt_jax.main --workdir "$w" "$@" > "$w.log" 2>&1
+}
+
+evaluate() {  # evaluate WORKDIR NAME [ARGS...]: PSNR, SSIM, LPIPS, rFD-VGG, codebook on the
+  # whole test split -> WORKDIR/eval/NAME/results.json
+  local w=$1 name=$2; shift 2
+  [ -f "$w/eval/$name/results.json" ] && return 0
+  echo "== $(date -u +%H:%M) evaluate $w $name"
+  "$PY" -m sbt_jax.evaluate --workdir "$w" --out_dir "$w/eval/$name" "$@" \
+      > "$w.eval_$name.log" 2>&1
+}
+
+gfd() {  # gfd GEN_WORKDIR SEED [TOKENIZER_WORKDIR]: gFD-VGG of 10,000 samples
+  local suffix=n10000 extra=()
+  if [ $# -gt 2 ]; then suffix="n10000_$(basename "$3")"; extra=(--tokenizer_workdir "$3"); fi
+  [ -f "$1/eval_fd/$suffix/results.json" ] && return 0
+  echo "== $(date -u +%H:%M) gFD $1 ${3:-}"
+  "$PY" benchmarks/generator_fd.py --gen_workdirs "$1" --num_samples 10000 --seed "$2" \
+      --out "${RESULTS:-benchmarks/results.jsonl}" "${extra[@]}" >> "$1.fd.log" 2>&1
+}
+
+generator() {  # generator GEN_WORKDIR SEED TOKENIZER_WORKDIR: the tables' MaskGIT (2,000 steps)
+  train "$1" --config configs/generator_fmnist.py --config.seed="$2" \
+      --config.train.num_steps=2000 --config.generator.tokenizer_workdir="$3"
+}
