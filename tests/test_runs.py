@@ -52,9 +52,14 @@ def test_old_config_keys_are_migrated(tmp_path):
   config = titok_fmnist.get_config('runlocal').to_dict()
   config['model']['num_latent_tokens'] = config['model'].pop('num_global_tokens')
   config['model']['num_latent_tokens'] = 6
+  del config['loss']['perceptual'], config['loss']['convnext_weights']  # added later
+  config['loss']['lpips_weight'] = config['loss'].pop('perceptual_weight')
+  config['loss']['lpips_weight'] = 0.3
   (tmp_path / 'config.json').write_text(json.dumps(config))
   loaded = runs.load_config(str(tmp_path))
   assert loaded.model.num_global_tokens == 6 and 'num_latent_tokens' not in loaded.model
+  assert (loaded.loss.perceptual_weight, loaded.loss.perceptual) == (0.3, 'lpips')
+  assert 'lpips_weight' not in loaded.loss
 
 
 def test_wrong_stage_and_missing_run(tmp_path):
