@@ -90,7 +90,8 @@ def test_adaptive_weight_balances_the_gradients_at_the_reconstruction():
   gen_of = lambda r: -jnp.mean(adv.logits(disc, r))  # pylint: disable=unnecessary-lambda-assignment
   loss_fn = lambda p, frozen, batch, rng: (rec_of(p), ({}, {'recon': p}))  # pylint: disable=unnecessary-lambda-assignment
   total = adv.with_generator_term(loss_fn, disc, step=jnp.int32(5))
-  grad, (metrics, _) = jax.grad(total, has_aux=True)(recon, {}, {'image': x}, None)
+  grad, (metrics, _) = jax.jit(jax.grad(lambda r: total(r, {}, {'image': x}, None),
+                                        has_aux=True))(recon)
   g_rec, g_gen = jax.grad(rec_of)(recon), jax.grad(gen_of)(recon)
   expected = float(jnp.linalg.norm(g_rec) / (jnp.linalg.norm(g_gen) + 1e-4))
   np.testing.assert_allclose(metrics['disc/adaptive_weight'], expected, rtol=1e-5)
@@ -210,10 +211,10 @@ def test_each_side_moves_only_its_own_params():
   assert all(not np.any(np.asarray(g)) for g in jax.tree.leaves(g_disc))
   assert float(optax.tree.norm(g_params['decoder'])) > 0
   # The term is in the loss: -mean D(recon), weighted.
-  _, (metrics, aux) = adv.with_generator_term(loss_fn, disc['params'], 0)(
-      state.params, {'lpips': None}, batch)
-  plain, _ = loss_fn(state.params, {'lpips': None}, batch)
-  want = plain + 0.1 * -jnp.mean(adv.logits(disc['params'], aux['recon']))
+  _, (metrics, aux) = jax.jit(lambda p, d: adv.with_generator_term(loss_fn, d, 0)(
+      p, {'lpips': None}, batch))(state.params, disc['params'])
+  plain, _ = jax.jit(lambda p: loss_fn(p, {'lpips': None}, batch))(state.params)
+  want = plain + 0.1 * -jnp.mean(jax.jit(adv.logits)(disc['params'], aux['recon']))
   np.testing.assert_allclose(metrics['loss'], want, rtol=1e-6)
   # Discriminator side: its update does not differentiate into the reconstruction.
   moved = lambda r: optax.tree.norm(adv.update(disc, batch['image'], r, 0)[0]['params'])  # pylint: disable=unnecessary-lambda-assignment
