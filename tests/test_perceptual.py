@@ -85,6 +85,11 @@ def test_convert_convnext_and_bad_weight_files(golden, small_pth, tmp_path, monk
   with pytest.raises(convnext.WeightsError,
                      match=r"cut\.pth: parameter 'stage0_block0/layer_scale' is missing"):
     convnext.load_flat_params(str(tmp_path / 'cut.pth'), 'small')
+  state['features.1.0.block'] = np.zeros(3, np.float32)  # a malformed name: one line
+  torch_checkpoint.write_torch(str(tmp_path / 'odd.pth'), state)
+  with pytest.raises(convnext.WeightsError, match=r"odd\.pth: parameter .* is missing|"
+                                                   r"unexpected parameter 'features/1/0/block'"):
+    convnext.load_flat_params(str(tmp_path / 'odd.pth'), 'small')
   with pytest.raises(FileNotFoundError, match=r"nope\.pth' not found.*nothing is downloaded"):
     convnext.load_flat_params(str(tmp_path / 'nope.pth'))
   with pytest.raises(convnext.WeightsError, match=r'small\.pth: parameter .* has shape'):

@@ -104,7 +104,7 @@ def _flax_name_of_torch(parts: list[str]) -> list[str] | None:
   """features.<i>.<j>... / classifier.<k> -> Flax path (None when not a parameter here)."""
   if parts[0] == 'classifier':
     return [{'0': 'head_norm', '2': 'head'}.get(parts[1], parts[1])] + parts[2:]
-  if parts[0] != 'features' or len(parts) < 3:
+  if parts[0] != 'features' or len(parts) < 3 or not parts[1].isdigit():
     return None
   i = int(parts[1])
   if i == 0:
@@ -113,6 +113,8 @@ def _flax_name_of_torch(parts: list[str]) -> list[str] | None:
     s = i // 2
     return [{'0': f'down{s}_norm', '1': f'down{s}_conv'}.get(parts[2], parts[2])] + parts[3:]
   s, block = (i - 1) // 2, parts[2]
+  if len(parts) < 5 and parts[3:] != ['layer_scale']:
+    return None  # not a block parameter: reported as unexpected by name
   if parts[3] == 'layer_scale':
     return [f'stage{s}_block{block}', 'layer_scale']
   layer = {'0': 'dwconv', '2': 'norm', '3': 'fc1', '5': 'fc2'}.get(parts[4], parts[4])
