@@ -14,10 +14,11 @@ L2 + LPIPS + ConvNeXt-S + discriminator from 200k steps, 650k steps of 1,024 ima
   python -m sbt_jax.main --config configs/titok_imagenet256.py:bl64 --workdir gs://BUCKET/bl64 \
       --config.loss.convnext_weights=/path/convnext_small-0c510722.pth
 
-Differences from the reference's BL-64 that remain (issue 17): our VQ compares
-l2-normalised codes (the reference's use_l2_norm=False is Euclidean), and the decoder's pixel
-head is a per-patch Dense (the reference: conv to p*p*3, pixel shuffle, 3x3 conv).
-Paper-scale defaults; not yet trained by us, so no measured metrics yet.
+`bl64` uses the reference's own network layout (model.layout='reference': class token,
+ln_pre, LayerNorm eps 1e-5, exact GELU, conv pixel head; Euclidean VQ), so its checkpoints
+have the parameters of the released TiTok-BL-64 VQ: train.init_from a converted release
+(docs/official_weights.md) fine-tunes it. Paper-scale defaults; not yet trained by us, so
+no measured metrics yet.
 """
 from configs import common
 from sbt_jax import config_defaults
@@ -59,6 +60,8 @@ def get_config(arg: str | None = None):
     common.set_vit(c.model.decoder, **common.vit_size('large'))  # the L of BL
     c.model.codebook_size = 8192  # VQ 8k
     c.model.token_dim = 64
+    c.model.layout = 'reference'  # the released BL-64's network (models/titok_reference.py)
+    c.model.vq_l2_norm = False  # its use_l2_norm: False (Euclidean nearest code)
     common.single_stage_recipe(c)
   if 'crt' in variants:
     set_crt(c)

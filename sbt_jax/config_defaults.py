@@ -12,6 +12,7 @@ from sbt_jax.models import discriminator as discriminator_lib
 from sbt_jax.models import fsq
 from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import registry
+from sbt_jax.models import titok
 
 STAGES = ('tokenizer', 'aligner', 'generator')
 # Config keys that were renamed: old dotted key -> new one. A config file or override that
@@ -226,6 +227,17 @@ def base_config() -> ml_collections.ConfigDict:
   # 'fsq' (finite scalar quantization, no learned codebook; models/fsq.py: each codebook's
   # size must be levels ** its token dim, e.g. 256 = 4 ** 4).
   c.model.quantizer = 'vq'
+  # [TiTok] 'vq' nearest code: by cosine similarity (True: z and codes l2-normalised, the
+  # two-stage TiTok weights) or by Euclidean distance (False: the single-stage BL/SL weights).
+  c.model.vq_l2_norm = True
+  # [TiTok] 'sbt' (models/titok.py), or a layout of bytedance/1d-tokenizer, the ones its
+  # released weights load into (python -m sbt_jax.tools.convert_1d_tokenizer;
+  # docs/official_weights.md; models/titok_reference.py: class token, ln_pre, LayerNorm eps
+  # 1e-5, exact GELU, [0, 1] inputs): 'reference' (single-stage: conv pixel head) or
+  # 'reference_legacy' (two-stage: proxy codes + the MaskGIT-VQGAN pixel decoder).
+  c.model.layout = 'sbt'
+  # [TiTok, reference layouts] The decoder's patch size (0: model.patch_size, the encoder's).
+  c.model.decoder_patch_size = 0
   # V > 0: each image's mean colour is coded apart as C exact ids of V levels (log2 V bits
   # per channel), after the G learned global ids; the tokens carry the rest (models/colour.py,
   # docs/natural_rgb.md). V <= codebook_size. 0: off.
@@ -469,6 +481,19 @@ def _validate_quantizers(c, family, fail):
          f'model.codebook_size={m.codebook_size}] (colour ids share the global vocabulary)')
 
 
+def _validate_layout(c, family, fail):
+  """model.layout, and that only a family with TiTok's layouts changes its TiTok fields
+  (the family checks the rest: titok_spec.TiTokSpec.validate)."""
+  m = c.model
+  if m.layout not in titok.LAYOUTS:
+    fail(f'model.layout={m.layout!r}; expected one of {titok.LAYOUTS}')
+  if not family.has_titok_layouts:
+    for key, default in (('layout', 'sbt'), ('decoder_patch_size', 0), ('vq_l2_norm', True)):
+      if m[key] != default:
+        fail(f'model.{key}={m[key]!r} is a TiTok setting; model.name={m.name!r} needs the '
+             f'default {default!r}')
+
+
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field when fields disagree with each other."""
   def fail(msg):
@@ -496,6 +521,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   family = registry.spec(c)
   family.validate(c, fail)
   _validate_quantizers(c, family, fail)
+  _validate_layout(c, family, fail)
   if c.stage == 'aligner':
     if not family.has_aligner_stage:
       fail(f"stage='aligner' trains a SelfBootTok aligner; model.name={c.model.name!r} has "

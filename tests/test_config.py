@@ -182,3 +182,24 @@ def test_fmnist_adversarial_variants():
   tune.train.init_from = '/runs/titok8'
   config_defaults.validate(tune)
   assert (tune.train.trainable, tune.adversarial.start_step) == ('decoder', 0)
+
+
+@pytest.mark.parametrize('changes,match', [
+    ({'model.layout': 'torch'}, "model.layout='torch'"),
+    ({'model.decoder_patch_size': 2}, 'needs a reference model.layout'),
+    ({'model.layout': 'reference_legacy'}, 'decoder patch size must be 16, got 4'),
+    ({'model.layout': 'reference', 'model.decoder_patch_size': 5}, 'decoder_patch_size=5'),
+    ({'model.layout': 'reference', 'model.colour_levels': 4}, 'colour_levels=4'),
+    ({'model.layout': 'reference', 'model.spatial_mix': True}, 'spatial_mix=True'),
+    ({'model.layout': 'reference', 'model.quantizer': 'fsq', 'model.codebook_size': 4096},
+     "quantizer='fsq'"),
+    ({'model.name': 'selfboottok', 'model.vq_l2_norm': False}, 'is a TiTok setting'),
+    ({'model.name': 'tatok', 'model.layout': 'reference'}, 'is a TiTok setting'),
+])
+def test_reference_layout_settings_are_validated(changes, match):
+  c = config_defaults.base_config()
+  for key, value in changes.items():
+    section, field = key.split('.')
+    c[section][field] = value
+  with pytest.raises(ValueError, match=match):
+    config_defaults.validate(c)

@@ -62,6 +62,9 @@ class TransformerOptions:
   scan_layers: bool = False
   spatial_mix: bool = False
   zero_pixel_head: bool = False
+  # LayerNorm epsilon and erf GELU (the reference TiTok layout sets 1e-5 and True).
+  ln_eps: float = vit.LN_EPS
+  exact_gelu: bool = False
 
   @classmethod
   def from_config(cls, model: ml_collections.ConfigDict) -> 'TransformerOptions':
@@ -73,4 +76,5 @@ class TransformerOptions:
     """A vit.Transformer of `size` (a config dict: width, depth, num_heads, mlp_ratio)."""
     _, depth, num_heads, mlp_dim = vit.sizes(size)
     return vit.Transformer(depth, num_heads, mlp_dim, self.dtype, self.attention_impl,
-                           self.remat_policy, self.scan_layers, name=name)
+                           self.remat_policy, self.scan_layers, ln_eps=self.ln_eps,
+                           exact_gelu=self.exact_gelu, name=name)

@@ -1,4 +1,5 @@
-"""Vector quantizer with an l2-normalised codebook (TiTok / ViT-VQGAN style).
+"""Vector quantizer: with an l2-normalised codebook (TiTok / ViT-VQGAN style, the default),
+or Euclidean (`l2_norm=False`: the reference's single-stage TiTok-BL/SL weights).
 
 Always runs in float32, whatever the compute dtype of the transformers around it.
 """
@@ -37,35 +38,46 @@ def vq_terms(z, q):
 
 
 class VectorQuantizer(nn.Module):
-  """Nearest code by cosine similarity; straight-through gradient. Returns its two VQ
-  terms; losses/quantizer.py weighs them (codebook + commitment_cost * commitment)."""
+  """Nearest code by cosine similarity (l2_norm: z and codes l2-normalised) or by Euclidean
+  distance; straight-through gradient. Returns its two VQ terms; losses/quantizer.py weighs
+  them (codebook + commitment_cost * commitment)."""
   codebook_size: int
   token_dim: int
+  l2_norm: bool = True
 
   def setup(self):
+    # Euclidean codes start as the reference's, uniform in +-1/K (taming's VQ).
+    k = self.codebook_size
+    init = (nn.initializers.normal(1.0) if self.l2_norm else
+            lambda rng, shape, dtype: jax.random.uniform(rng, shape, dtype, -1 / k, 1 / k))
     self.codebook = self.param(
-        'codebook',
-        nn.with_logical_partitioning(nn.initializers.normal(1.0), ('vocab', 'token')),
+        'codebook', nn.with_logical_partitioning(init, ('vocab', 'token')),
         (self.codebook_size, self.token_dim), jnp.float32)
 
   def normalized_codebook(self):
-    return l2_normalize(self.codebook)
+    """The code vectors a token takes: l2-normalised, or as stored without l2_norm."""
+    return l2_normalize(self.codebook) if self.l2_norm else self.codebook
 
   def lookup(self, ids):
-    """ids (any shape) -> normalised code vectors (shape + (token_dim,))."""
+    """ids (any shape) -> code vectors (shape + (token_dim,))."""
     return jnp.take(self.normalized_codebook(), ids, axis=0)
 
   def __call__(self, z_BxGxT):
-    z_BxGxT = l2_normalize(z_BxGxT.astype(jnp.float32))
+    z_BxGxT = z_BxGxT.astype(jnp.float32)
     codes_KxT = self.normalized_codebook()
-    sim_BxGxK = jnp.einsum('bgt,kt->bgk', z_BxGxT, codes_KxT)
+    if self.l2_norm:
+      z_BxGxT = l2_normalize(z_BxGxT)
+      sim_BxGxK = jnp.einsum('bgt,kt->bgk', z_BxGxT, codes_KxT)
+    else:  # -||z - e||^2 up to the constant ||z||^2
+      sim_BxGxK = (2 * jnp.einsum('bgt,kt->bgk', z_BxGxT, codes_KxT)
+                   - jnp.sum(codes_KxT * codes_KxT, -1))
     ids_BxG = jnp.argmax(sim_BxGxK, axis=-1)
     q_BxGxT = jnp.take(codes_KxT, ids_BxG, axis=0)
     codebook_loss, commit_loss = vq_terms(z_BxGxT, q_BxGxT)
     q_st_BxGxT = z_BxGxT + jax.lax.stop_gradient(q_BxGxT - z_BxGxT)
     aux = {
         'ids': ids_BxG,
-        'z': z_BxGxT,  # l2-normalised encoder outputs (dead-code restarts draw from these)
+        'z': z_BxGxT,  # encoder outputs as compared (dead-code restarts draw from these)
         # Weighed by losses/quantizer.py (commitment_cost, quantizer_weight).
         'codebook_loss': codebook_loss,
         'commit_loss': commit_loss,
@@ -76,9 +88,10 @@ class VectorQuantizer(nn.Module):
 KINDS = ('vq', 'fsq')
 
 
-def build(kind: str, codebook_size: int, token_dim: int):
-  """The quantizer of `kind` (config model.quantizer): 'vq' (this file) or 'fsq'."""
+def build(kind: str, codebook_size: int, token_dim: int, l2_norm: bool = True):
+  """The quantizer of `kind` (config model.quantizer): 'vq' (this file; `l2_norm`: config
+  model.vq_l2_norm) or 'fsq'."""
   from sbt_jax.models import fsq  # pylint: disable=g-import-not-at-top (fsq imports nothing of ours)
   if kind == 'fsq':
     return fsq.FSQuantizer(codebook_size, token_dim)
-  return VectorQuantizer(codebook_size, token_dim)
+  return VectorQuantizer(codebook_size, token_dim, l2_norm)

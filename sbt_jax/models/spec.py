@@ -98,6 +98,8 @@ class TokenizerSpec(abc.ABC):
   uses_rate = False
   # A stage='aligner' run can train another 2D aligner against a frozen tokenizer.
   has_aligner_stage = False
+  # Reads model.layout, model.decoder_patch_size and model.vq_l2_norm (TiTok only).
+  has_titok_layouts = False
   # Model aux keys logged as train metrics (their mean; no gradient role).
   logged_metrics: tuple[str, ...] = ()
   # (model aux key of another reconstruction, config.loss weight field, metric prefix).

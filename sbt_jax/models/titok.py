@@ -13,7 +13,13 @@ import ml_collections
 from sbt_jax.models import colour
 from sbt_jax.models import options as options_lib
 from sbt_jax.models import quantizer as quantizer_lib
+from sbt_jax.models import titok_reference
 from sbt_jax.models import vit
+
+# model.layout: 'sbt' (this file's encoder and decoder), or bytedance/1d-tokenizer's
+# layouts (models/titok_reference.py: its weights load): 'reference' (single-stage) and
+# 'reference_legacy' (two-stage: legacy heads, proxy codes, MaskGIT-VQGAN pixel decoder).
+LAYOUTS = ('sbt', 'reference', 'reference_legacy')
 
 
 def spatial_mix(module, name, x_BxSxD, rows: int):
@@ -130,13 +136,23 @@ class TiTok(nn.Module):
   decoder_cfg: Any
   quantizer_kind: str = 'vq'
   options: options_lib.TransformerOptions = options_lib.TransformerOptions()
+  layout: str = 'sbt'  # LAYOUTS
+  decoder_patch_size: int = 0  # layout='reference': the decoder's (0: geometry.patch_size)
+  vq_l2_norm: bool = True  # quantizer.VectorQuantizer.l2_norm
 
   def setup(self):
-    self.encoder = Encoder(self.geometry, self.token_dim, self.encoder_cfg, self.options,
-                           patch_states=False)
+    if self.layout != 'sbt':
+      legacy = self.layout == 'reference_legacy'
+      self.encoder = titok_reference.Encoder(self.geometry, self.token_dim, self.encoder_cfg,
+                                             self.options, legacy)
+      self.decoder = titok_reference.Decoder(self.geometry, self.decoder_cfg, self.options,
+                                             self.decoder_patch_size, legacy)
+    else:
+      self.encoder = Encoder(self.geometry, self.token_dim, self.encoder_cfg, self.options,
+                             patch_states=False)
+      self.decoder = Decoder(self.geometry, self.decoder_cfg, self.options)
     self.quantizer = quantizer_lib.build(self.quantizer_kind, self.codebook_size,
-                                         self.token_dim)
-    self.decoder = Decoder(self.geometry, self.decoder_cfg, self.options)
+                                         self.token_dim, self.vq_l2_norm)
 
   def encode(self, x_BxHxWxC):
     x_BxHxWxC, colour_ids = colour.split_image(x_BxHxWxC, self.geometry)
@@ -168,4 +184,5 @@ def build_tokenizer(config: ml_collections.ConfigDict) -> TiTok:
       geometry=options_lib.Geometry.from_config(config), codebook_size=m.codebook_size,
       token_dim=m.token_dim,
       encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder), quantizer_kind=m.quantizer,
-      options=options_lib.TransformerOptions.from_config(m))
+      options=options_lib.TransformerOptions.from_config(m), layout=m.layout,
+      decoder_patch_size=m.decoder_patch_size, vq_l2_norm=m.vq_l2_norm)

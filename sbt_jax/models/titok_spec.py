@@ -28,6 +28,32 @@ class TiTokGlobalTokenizer:
 
 class TiTokSpec(spec_lib.TokenizerSpec):
   name = 'titok'
+  has_titok_layouts = True
+
+  def validate(self, config, fail):
+    m = config.model
+    if m.layout == 'sbt':
+      if m.decoder_patch_size:
+        fail(f"model.decoder_patch_size={m.decoder_patch_size} needs a reference "
+             "model.layout (our layout has one patch size: model.patch_size)")
+      return
+    decoder_patch = m.decoder_patch_size or m.patch_size
+    if m.layout == 'reference_legacy' and decoder_patch != 16:
+      fail(f"model.layout='reference_legacy' decodes each token-grid cell to 16 x 16 pixels "
+           f'(the MaskGIT-VQGAN); its decoder patch size must be 16, got {decoder_patch}')
+    if m.decoder_patch_size < 0 or (m.decoder_patch_size
+                                    and config.data.image_size % m.decoder_patch_size):
+      fail(f'data.image_size={config.data.image_size} is not divisible by '
+           f'model.decoder_patch_size={m.decoder_patch_size}')
+    for key in ('spatial_mix', 'zero_pixel_head'):
+      if m[key]:
+        fail(f"model.{key}=True is an option of our layout; model.layout={m.layout!r} "
+             'has no such part')
+    if m.colour_levels:
+      fail(f'model.colour_levels={m.colour_levels}: model.layout={m.layout!r} codes the '
+           'whole image in its tokens; set 0')
+    if m.quantizer != 'vq':
+      fail(f"model.quantizer={m.quantizer!r}: model.layout={m.layout!r} has a 'vq' quantizer")
 
   def build(self, config, aligner_cfg=None):
     del aligner_cfg

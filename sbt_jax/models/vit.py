@@ -24,23 +24,24 @@ def zeros_init(*names):
   return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
 
 
-_LN_EPS = 1e-6
+LN_EPS = 1e-6  # our layout's LayerNorm epsilon (the reference TiTok layout's is 1e-5)
 
 # Each op below runs a kernel of cpu_kernels on the CPU backend (cpu_kernels.enabled(), at
 # trace time) and plain JAX/Flax code, differentiated by JAX, on every other backend.
 
 
-def _layer_norm(x_BxLxD, scale_D, bias_D):
+def _layer_norm(x_BxLxD, scale_D, bias_D, eps):
   if cpu_kernels.enabled():
-    return cpu_kernels.layer_norm(x_BxLxD, scale_D, bias_D, _LN_EPS)
+    return cpu_kernels.layer_norm(x_BxLxD, scale_D, bias_D, eps)
   xc_BxLxD = x_BxLxD - jnp.mean(x_BxLxD, -1, keepdims=True)
-  rstd_BxLx1 = jax.lax.rsqrt(jnp.mean(xc_BxLxD * xc_BxLxD, -1, keepdims=True) + _LN_EPS)
+  rstd_BxLx1 = jax.lax.rsqrt(jnp.mean(xc_BxLxD * xc_BxLxD, -1, keepdims=True) + eps)
   return xc_BxLxD * rstd_BxLx1 * scale_D + bias_D
 
 
 class LayerNorm(nn.Module):
-  """LayerNorm over the last axis in float32 (epsilon 1e-6, two-pass variance), with
-  nn.LayerNorm's parameter names ('scale', 'bias')."""
+  """LayerNorm over the last axis in float32 (two-pass variance), with nn.LayerNorm's
+  parameter names ('scale', 'bias')."""
+  eps: float = LN_EPS
 
   @nn.compact
   def __call__(self, x):
@@ -48,16 +49,18 @@ class LayerNorm(nn.Module):
     scale_D = self.param(
         'scale', nn.with_logical_partitioning(nn.initializers.ones_init(), ('embed',)), (d,))
     bias_D = self.param('bias', zeros_init('embed'), (d,))
-    return _layer_norm(x.astype(jnp.float32), scale_D, bias_D)
+    return _layer_norm(x.astype(jnp.float32), scale_D, bias_D, self.eps)
 
 
-def layer_norm(name=None):
+def layer_norm(name=None, eps: float = LN_EPS):
   """LayerNorm in float32 (activations between matmuls stay float32)."""
-  return LayerNorm(name=name)
+  return LayerNorm(eps, name=name)
 
 
-def gelu(x):
-  """tanh-approximate GELU (nn.gelu's default)."""
+def gelu(x, exact: bool = False):
+  """tanh-approximate GELU (nn.gelu's default); `exact`: the erf form (torch's nn.GELU)."""
+  if exact:
+    return jax.nn.gelu(x, approximate=False)
   if cpu_kernels.enabled():
     return cpu_kernels.gelu(x)
   return jax.nn.gelu(x, approximate=True)
@@ -139,12 +142,13 @@ class Attention(nn.Module):
 class MlpBlock(nn.Module):
   mlp_dim: int
   dtype: Dtype = jnp.float32
+  exact_gelu: bool = False
 
   @nn.compact
   def __call__(self, x_BxLxD):
     d = x_BxLxD.shape[-1]
     h_BxLxM = Dense(self.mlp_dim, self.dtype, 'fc1', ('embed', 'mlp'), ('mlp',))(x_BxLxD)
-    h_BxLxM = gelu(h_BxLxM)
+    h_BxLxM = gelu(h_BxLxM, self.exact_gelu)
     return Dense(d, self.dtype, 'fc2', ('mlp', 'embed'), ('embed',))(h_BxLxM)
 
 
@@ -158,19 +162,21 @@ class Block(nn.Module):
   attention_impl: str = 'auto'
   decode: bool = False
   keep: Optional[Tuple[int, int]] = None
+  ln_eps: float = LN_EPS
+  exact_gelu: bool = False
 
   @nn.compact
   def __call__(self, x_BxLxD, mask=None):
     x_BxLxD = nn.with_logical_constraint(x_BxLxD, ('batch', 'length', 'embed'))
-    h_BxLxD = layer_norm('ln1')(x_BxLxD)
+    h_BxLxD = layer_norm('ln1', self.ln_eps)(x_BxLxD)
     if self.keep is not None:
       x_BxLxD = x_BxLxD[:, slice(*self.keep)]
       if mask is not None and jnp.shape(mask)[-2] > 1:
         mask = mask[..., slice(*self.keep), :]
     x_BxLxD = x_BxLxD + Attention(self.num_heads, self.dtype, self.attention_impl,
                                   self.decode, name='attn')(h_BxLxD, mask, self.keep)
-    x_BxLxD = x_BxLxD + MlpBlock(self.mlp_dim, self.dtype, name='mlp')(
-        layer_norm('ln2')(x_BxLxD))
+    x_BxLxD = x_BxLxD + MlpBlock(self.mlp_dim, self.dtype, self.exact_gelu, name='mlp')(
+        layer_norm('ln2', self.ln_eps)(x_BxLxD))
     return x_BxLxD
 
 
@@ -211,6 +217,9 @@ class Transformer(nn.Module):
   scan_layers: bool = False
   # KV-cache decoding (see Attention); `mask` is then ignored after the init call.
   decode: bool = False
+  # LayerNorm epsilon and erf GELU: the reference TiTok layout (models/titok_reference.py).
+  ln_eps: float = LN_EPS
+  exact_gelu: bool = False
 
   @nn.compact
   def __call__(self, x_BxLxD, mask=None, keep=None):
@@ -226,18 +235,19 @@ class Transformer(nn.Module):
       block_cls = nn.remat(block_cls, policy=REMAT_POLICIES[self.remat_policy],
                            prevent_cse=not self.scan_layers)
     args = (self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.decode)
+    norm = {'ln_eps': self.ln_eps, 'exact_gelu': self.exact_gelu}
     if self.scan_layers:
       scanned = nn.scan(block_cls, variable_axes={'params': 0}, split_rngs={'params': True},
                         in_axes=(nn.broadcast,), length=self.depth,
                         metadata_params={nn.PARTITION_NAME: 'layers'})
-      x_BxLxD, _ = scanned(*args, name='layers')(x_BxLxD, mask)
+      x_BxLxD, _ = scanned(*args, **norm, name='layers')(x_BxLxD, mask)
       if keep is not None:
         x_BxLxD = x_BxLxD[:, slice(*keep)]
     else:
       for i in range(self.depth):
         last = keep if i == self.depth - 1 else None
-        x_BxLxD = block_cls(*args, keep=last, name=f'block{i}')(x_BxLxD, mask)
-    return layer_norm('ln_out')(x_BxLxD)
+        x_BxLxD = block_cls(*args, keep=last, **norm, name=f'block{i}')(x_BxLxD, mask)
+    return layer_norm('ln_out', self.ln_eps)(x_BxLxD)
 
 
 def sizes(cfg):
