@@ -25,6 +25,8 @@ REMAT_POLICIES = ('none', 'full', 'dots_saveable', 'dots_with_no_batch_dims_save
 GENERATOR_TYPES = ('maskgit', 'ar')
 MASK_SCHEDULES = ('arccos', 'cosine', 'linear')
 GUIDANCE_SCHEDULES = ('constant', 'linear', 'power-cosine')
+GENERATOR_LAYOUTS = ('sbt', 'reference_bert', 'reference_uvit')
+SAMPLING_PROCEDURES = ('sbt', 'reference')
 MODEL_SIZES = {
     # name: (width, depth, num_heads), as in ViT / TiTok.
     'tiny': (64, 2, 2),
@@ -55,6 +57,10 @@ def _generator() -> ml_collections.ConfigDict:
   g.type = 'maskgit'
   # Transformer sizes (width, depth, num_heads, mlp_ratio).
   g.transformer = _vit('tiny')
+  # Network layout: 'sbt' (models/generator.py, pre-LN) or a bytedance/1d-tokenizer layout
+  # (models/generator_reference.py; its released generators load into these, type='maskgit'):
+  # 'reference_bert' (post-LN BERT of TiTok-L-32/B-64) or 'reference_uvit' (TiTok-S-128).
+  g.layout = 'sbt'
   # Classes of the dataset; class c is a prefix token, class num_classes the null (dropped) one.
   g.num_classes = 10
   # Probability of replacing the label by the null class in training (classifier-free guidance).
@@ -83,6 +89,16 @@ def _generator() -> ml_collections.ConfigDict:
   g.attention_impl = 'auto'
 
   s = g.sampling = ml_collections.ConfigDict()
+  # MaskGIT decoding: 'sbt' (sampling/maskgit.py: ids sampled from softmax(logits /
+  # temperature), confidence log p + Gumbel) or 'reference' (bytedance/1d-tokenizer's
+  # ImageBert.generate: ids = argmax(logits + t Gumbel), confidence = raw logit + t Gumbel,
+  # t = choice_temperature * (1 - (step + 1) / num_steps), its guidance formulas; uses
+  # choice_temperature as its randomize_temperature, guidance_power as its
+  # guidance_scale_pow; temperature must stay 1).
+  s.procedure = 'sbt'
+  # [procedure='reference'] Divide the logits by 0.5 + 0.8 (1 - (step + 1) / num_steps)
+  # (its softmax_temperature_annealing).
+  s.softmax_temperature_annealing = False
   # MaskGIT decoding steps (AR always takes one step per token).
   s.num_steps = 8
   # Softmax temperature of the sampled ids.
@@ -602,10 +618,22 @@ def _validate_generator(g: ml_collections.ConfigDict, fail) -> None:
          'tokenizer>')
   choices = (('type', GENERATOR_TYPES), ('mask_schedule', MASK_SCHEDULES),
              ('compute_dtype', ('float32', 'bfloat16')),
-             ('attention_impl', ('auto', 'xla', 'chunked')))
+             ('attention_impl', ('auto', 'xla', 'chunked')),
+             ('layout', GENERATOR_LAYOUTS))
   for field, allowed in choices:
     if g[field] not in allowed:
       fail(f'generator.{field}={g[field]!r}; expected one of {allowed}')
+  if g.sampling.procedure not in SAMPLING_PROCEDURES:
+    fail(f'generator.sampling.procedure={g.sampling.procedure!r}; expected one of '
+         f'{SAMPLING_PROCEDURES}')
+  if g.type != 'maskgit':
+    for field, value in (('layout', g.layout), ('sampling.procedure', g.sampling.procedure)):
+      if value != 'sbt':
+        fail(f"generator.{field}={value!r} is a MaskGIT setting; generator.type={g.type!r}")
+  if g.sampling.procedure == 'reference' and g.sampling.temperature != 1.0:
+    fail(f"generator.sampling.temperature={g.sampling.temperature}: procedure='reference' "
+         'picks argmax(logits + Gumbel) and has no softmax temperature (leave it at 1; see '
+         'softmax_temperature_annealing)')
   if g.sampling.guidance_schedule not in GUIDANCE_SCHEDULES:
     fail(f'generator.sampling.guidance_schedule={g.sampling.guidance_schedule!r}; expected '
          f'one of {GUIDANCE_SCHEDULES}')

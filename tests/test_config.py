@@ -203,3 +203,25 @@ def test_reference_layout_settings_are_validated(changes, match):
     c[section][field] = value
   with pytest.raises(ValueError, match=match):
     config_defaults.validate(c)
+
+
+@pytest.mark.parametrize('changes,match', [
+    ({'layout': 'bert'}, "generator.layout='bert'"),
+    ({'type': 'ar', 'layout': 'reference_bert'}, 'is a MaskGIT setting'),
+    ({'sampling.procedure': 'torch'}, "generator.sampling.procedure='torch'"),
+    ({'type': 'ar', 'sampling.procedure': 'reference'}, 'is a MaskGIT setting'),
+    ({'sampling.procedure': 'reference', 'sampling.temperature': 0.7},
+     'has no softmax temperature'),
+])
+def test_reference_generator_settings_are_validated(changes, match):
+  from configs import generator_fmnist  # pylint: disable=g-import-not-at-top
+  c = generator_fmnist.get_config()
+  c.generator.tokenizer_workdir = '/some/tokenizer'
+  for key, value in changes.items():
+    section = c.generator
+    *path, field = key.split('.')
+    for p in path:
+      section = section[p]
+    section[field] = value
+  with pytest.raises(ValueError, match=match):
+    config_defaults.validate(c)

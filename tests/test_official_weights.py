@@ -5,15 +5,22 @@ errors."""
 import json
 import os
 
+import flax
 import jax
 import numpy as np
 import pytest
 from safetensors import numpy as st_numpy
 
+from sbt_jax import config_defaults
 from sbt_jax import inference
 from sbt_jax import runs
 from sbt_jax.evaluators import torch_checkpoint
+from sbt_jax.models import generator as generator_lib
+from sbt_jax.models import titok
+from sbt_jax.sampling import maskgit
+from sbt_jax.sampling import restored
 from sbt_jax.tools import convert_1d_tokenizer
+from sbt_jax.tools import generator_weights
 from sbt_jax.tools import titok_weights
 from tests.golden import fixture_weights
 
@@ -211,3 +218,116 @@ def test_bl64_recipe_has_the_released_bl64_parameters():
   assert shapes(ours) == shapes(released)
   n = sum(np.prod(s) for s in titok_weights.reference_shapes(hf).values())
   assert n == sum(a.size for a in jax.tree.leaves(ours))
+
+
+# --- generators ---------------------------------------------------------------------------
+
+GEN = np.load(os.path.join(os.path.dirname(__file__), 'golden', 'generator_reference.npz'))
+GEN_HF = json.loads(str(GEN['hf_config']))
+GENERATE = {'constant': ('constant', False), 'linear': ('linear', False),
+            'power_cosine': ('power-cosine', False),
+            'power_cosine_annealed': ('power-cosine', True)}
+
+
+def _gen_hf(kind):
+  hf = json.loads(json.dumps(GEN_HF))
+  hf['model']['generator']['model_type'] = kind
+  return hf
+
+
+def _gen_shapes(kind):
+  return {k: tuple(v) for k, v in json.loads(str(GEN[f'{kind}/shapes'])).items()}
+
+
+def _tiny_tokenizer_run(path, tokens=4, codebook=32, checkpoint=True):
+  """A tokenizer run (our layout, random params) with the generator fixture's vocabulary
+  (only its config.json without `checkpoint`: all that the converter reads)."""
+  config = config_defaults.base_config()
+  config.model.num_global_tokens, config.model.codebook_size = tokens, codebook
+  if not checkpoint:
+    path.mkdir()
+    (path / 'config.json').write_text(config.to_json_best_effort())
+    return str(path)
+  model = titok.build_tokenizer(config)
+  params = jax.jit(model.init)(jax.random.key(0), runs.dummy_images(config))['params']
+  convert_1d_tokenizer.write_run(str(path), config, flax.linen.meta.unbox(params))
+  return str(path)
+
+
+@pytest.mark.parametrize('kind', ['ViT', 'UViT'])
+def test_generator_names_and_shapes_are_the_reference_models(kind):
+  assert generator_weights.reference_shapes(_gen_hf(kind)) == _gen_shapes(kind)
+
+
+@pytest.mark.parametrize('kind', ['ViT', 'UViT'])
+def test_converted_generator_reproduces_the_reference(tmp_path, kind):
+  tok = _tiny_tokenizer_run(tmp_path / 'tok')
+  (tmp_path / 'config.json').write_text(json.dumps(_gen_hf(kind)))
+  sd = fixture_weights.random_state_dict(_gen_shapes(kind), seed=0)
+  st_numpy.save_file(sd, str(tmp_path / 'model.safetensors'))
+  out = str(tmp_path / 'gen')
+  assert convert_1d_tokenizer.main([
+      '--checkpoint', str(tmp_path / 'model.safetensors'), '--hf_config',
+      str(tmp_path / 'config.json'), '--tokenizer_workdir', tok, '--out', out]) == 0
+  run = runs.restore_generator(out, runs.local_mesh())
+  g = run.config.generator
+  assert (g.layout, g.sampling.procedure, g.sampling.num_steps, g.sampling.choice_temperature,
+          g.sampling.guidance_scale, g.sampling.guidance_schedule) == (
+              {'ViT': 'reference_bert', 'UViT': 'reference_uvit'}[kind], 'reference', 4, 9.5,
+              4.5, 'linear')
+  model, params = run.model, jax.device_get(run.params)
+  labels = GEN['labels']
+
+  @jax.jit
+  def logits(params):
+    seq = lambda l: generator_lib.maskgit_inputs(GEN['ids'], l, 32)  # pylint: disable=unnecessary-lambda-assignment
+    null = np.full_like(labels, model.num_classes)
+    return (model.apply({'params': params}, seq(labels))[:, 1:],
+            model.apply({'params': params}, seq(null))[:, 1:])
+
+  cond, uncond = logits(params)
+  np.testing.assert_allclose(cond, GEN[f'{kind}/cond_logits'], atol=2e-5)
+  np.testing.assert_allclose(uncond, GEN[f'{kind}/uncond_logits'], atol=2e-5)
+
+  # Its sampling procedure, without noise (where it is deterministic): the same ids (every
+  # guidance variant once; the procedure does not depend on the network).
+  cases = GENERATE if kind == 'ViT' else {'power_cosine': GENERATE['power_cosine']}
+  for name, (decay, anneal) in cases.items():
+    ids = jax.jit(lambda p, l, d=decay, a=anneal: maskgit.sample(
+        p, l, jax.random.key(0), model=model, num_steps=4, procedure='reference',
+        choice_temperature=0.0, guidance_scale=2.0, guidance_schedule=d, guidance_power=3.0,
+        softmax_temperature_annealing=a).ids_BxG)(params, GEN['generate_labels'])
+    np.testing.assert_array_equal(ids, GEN[f'{kind}/generate_{name}'], err_msg=name)
+
+  if kind == 'ViT':  # the sample path a user runs, with the converted preset, end to end
+    images, ids = restored.RestoredGenerator(out).sample(np.arange(2) % 10, seed=0)
+    assert images.shape == (2, 28, 28, 1) and ids.shape == (2, 4) and ids.max() < 32
+
+
+def test_generator_for_another_tokenizer_is_refused(capsys, tmp_path):
+  tok = _tiny_tokenizer_run(tmp_path / 'tok', tokens=8, checkpoint=False)
+  (tmp_path / 'config.json').write_text(json.dumps(_gen_hf('ViT')))
+  st_numpy.save_file(fixture_weights.random_state_dict(_gen_shapes('ViT'), seed=0),
+                     str(tmp_path / 'model.safetensors'))
+  assert convert_1d_tokenizer.main([
+      '--checkpoint', str(tmp_path / 'model.safetensors'), '--hf_config',
+      str(tmp_path / 'config.json'), '--tokenizer_workdir', tok,
+      '--out', str(tmp_path / 'gen')]) == 1
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and 'models 4 ids from 32 codes' in err, err
+  assert not (tmp_path / 'gen').exists()
+
+
+def test_generator_missing_key_is_named(capsys, tmp_path):
+  tok = _tiny_tokenizer_run(tmp_path / 'tok', checkpoint=False)
+  (tmp_path / 'config.json').write_text(json.dumps(_gen_hf('UViT')))
+  sd = fixture_weights.random_state_dict(_gen_shapes('UViT'), seed=0)
+  del sd['out_blocks.0.skip_linear.weight']
+  st_numpy.save_file(sd, str(tmp_path / 'model.safetensors'))
+  assert convert_1d_tokenizer.main([
+      '--checkpoint', str(tmp_path / 'model.safetensors'), '--hf_config',
+      str(tmp_path / 'config.json'), '--tokenizer_workdir', tok,
+      '--out', str(tmp_path / 'gen')]) == 1
+  err = capsys.readouterr().err.strip()
+  assert "'out_blocks.0.skip_linear.weight' is missing" in err, err
+  assert not (tmp_path / 'gen').exists()

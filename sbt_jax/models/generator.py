@@ -82,8 +82,15 @@ def ar_inputs(ids_BxG, labels_B, vocab_size: int):
 
 def build_generator(g: ml_collections.ConfigDict, vocab_size: int, num_tokens: int,
                     decode: bool = False) -> GeneratorTransformer:
-  """The transformer a config's `generator` section describes, for a tokenizer's ids."""
+  """The transformer a config's `generator` section describes, for a tokenizer's ids
+  (generator.layout: ours, or a bytedance/1d-tokenizer layout: models/generator_reference.py)."""
   t = g.transformer
+  if g.layout != 'sbt':
+    from sbt_jax.models import generator_reference  # pylint: disable=g-import-not-at-top
+    return generator_reference.build(
+        g.layout, vocab_size=vocab_size, num_classes=g.num_classes, num_tokens=num_tokens,
+        width=t.width, depth=t.depth, num_heads=t.num_heads, mlp_dim=t.mlp_ratio * t.width,
+        dtype=DTYPES[g.compute_dtype], attention_impl=g.attention_impl)
   return GeneratorTransformer(
       vocab_size=vocab_size, num_classes=g.num_classes, num_tokens=num_tokens,
       width=t.width, depth=t.depth, num_heads=t.num_heads, mlp_dim=t.mlp_ratio * t.width,

@@ -21,8 +21,11 @@ def ids_sampler(model, g: ml_collections.ConfigDict):
   if g.type == 'ar':
     return functools.partial(autoregressive.sample, model=model, **guidance)
   if g.type == 'maskgit':
+    extra = ({'procedure': 'reference',
+              'softmax_temperature_annealing': s.softmax_temperature_annealing}
+             if s.procedure == 'reference' else {})
     fn = functools.partial(maskgit.sample, model=model, num_steps=s.num_steps,
                            choice_temperature=s.choice_temperature,
-                           mask_schedule=g.mask_schedule, **guidance)
+                           mask_schedule=g.mask_schedule, **guidance, **extra)
     return lambda params, labels_B, rng: fn(params, labels_B, rng).ids_BxG
   raise ValueError(f"generator.type={g.type!r}; expected 'maskgit' or 'ar'")

@@ -297,10 +297,10 @@ def to_params(sd: dict, config) -> dict:
                     'conv_out': _conv(sd, 'decoder.conv_out')})
   params = {'encoder': encoder, 'quantizer': {'codebook': sd['quantize.embedding.weight']},
             'decoder': decoder}
-  return _as_float32(params)
+  return as_float32(params)
 
 
-def _as_float32(tree):
+def as_float32(tree):
   if isinstance(tree, dict):
-    return {k: _as_float32(v) for k, v in tree.items()}
+    return {k: as_float32(v) for k, v in tree.items()}
   return np.ascontiguousarray(tree, np.float32)
