@@ -407,11 +407,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.grid_num_images = 32
   # Orbax async checkpointing (training continues while the write finishes).
   c.train.async_checkpoint = True
-  # [stage='tokenizer'] Workdir of a finished tokenizer run whose params (its EMA params
-  # if it kept them) start this run instead of a fresh init: TiTok's stage 2, decoder
-  # fine-tuning. The model config must build the same parameter tree. '': fresh init.
+  # [stage='tokenizer' or 'generator'] Workdir of a finished run of the same stage whose
+  # params (its EMA params if it kept them) start this run instead of a fresh init: TiTok's
+  # stage 2, decoder fine-tuning, fine-tuning a converted release (docs/official_weights.md).
+  # The config must build the same parameter tree. '': fresh init.
   c.train.init_from = ''
-  # [stage='tokenizer'] Checkpoint step of init_from (-1: latest).
+  # [stage='tokenizer' or 'generator'] Checkpoint step of init_from (-1: latest).
   c.train.init_from_step = -1
   # [stage='tokenizer'] Comma-separated top-level parameter groups that train (e.g.
   # 'decoder', or 'decoder,aligner' for SelfBootTok); the others stay bit-identical (zero
@@ -557,9 +558,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _validate_crt(c, fail)
   if c.adversarial.enabled:
     _validate_adversarial(c, fail)
-  if (c.train.init_from or c.train.trainable) and c.stage != 'tokenizer':
-    fail(f"train.init_from / train.trainable fine-tune a tokenizer; stage={c.stage!r} (the "
-         "aligner and generator stages read their tokenizer from their own *_workdir)")
+  if c.train.trainable and c.stage != 'tokenizer':
+    fail(f"train.trainable freezes parts of a tokenizer; stage={c.stage!r} (the aligner and "
+         "generator stages read their tokenizer from their own *_workdir)")
+  if c.train.init_from and c.stage == 'aligner':
+    fail("train.init_from starts a tokenizer or generator run from another; stage='aligner' "
+         'reads its tokenizer from aligner.tokenizer_workdir')
   if c.train.trainable and not c.train.init_from:
     fail(f'train.trainable={c.train.trainable!r} freezes the other parameter groups where '
          'they start; set train.init_from=<workdir of a finished tokenizer run> (a fresh '

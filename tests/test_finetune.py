@@ -96,7 +96,11 @@ def test_bad_finetuning_settings_are_named(finished_run, tmp_path):
     setup.prepare(tokenizer.TokenizerTask(c, mesh), c, mesh)
   c = _config(init_from=workdir, trainable='decoder')
   c.stage = 'generator'
-  with pytest.raises(ValueError, match='train.init_from / train.trainable fine-tune'):
+  with pytest.raises(ValueError, match='train.trainable freezes parts of a tokenizer'):
+    config_defaults.validate(c)
+  c = _config(init_from=workdir)
+  c.stage, c.model.name, c.aligner.tokenizer_workdir = 'aligner', 'selfboottok', workdir
+  with pytest.raises(ValueError, match="train.init_from starts a tokenizer or generator run"):
     config_defaults.validate(c)
 
 

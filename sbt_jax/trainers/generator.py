@@ -161,6 +161,25 @@ class GeneratorTask:
   def init_state(self, rng):
     return nn.meta.unbox(self.boxed_state(rng))
 
+  def warm_start(self, state, state_shardings):
+    """state with params and EMA params from train.init_from, a generator run with the same
+    network (e.g. a converted release: docs/official_weights.md); unchanged when unset."""
+    t = self.config.train
+    if not t.init_from:
+      return state
+    source = runs.load_config(t.init_from)
+    runs.expect_stage(source, t.init_from, 'generator', 'train.init_from')
+    mine, theirs = self.config.generator, source.generator
+    for key in ('type', 'layout'):
+      if mine[key] != theirs[key]:
+        raise ValueError(f'train.init_from={t.init_from!r} is a generator.{key}='
+                         f'{theirs[key]!r} run; this config builds {mine[key]!r}')
+    abstract = checkpointing.abstract_like(state.params, state_shardings.params)
+    params, _ = runs.restore_params(t.init_from, abstract,
+                                    None if t.init_from_step < 0 else t.init_from_step)
+    ema = None if state.ema_params is None else jax.tree.map(jnp.copy, params)
+    return state.replace(params=params, ema_params=ema)
+
   def load_frozen(self):
     """The frozen tokenizer's params (loaded once; a missing checkpoint is a clear error)."""
     if self._frozen is None:
