@@ -239,9 +239,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.codebook_size = 256
   # Dimension of a quantized token (codebook vector size).
   c.model.token_dim = 12
-  # Every codebook's quantizer: 'vq' (nearest l2-normalised code; models/quantizer.py) or
-  # 'fsq' (finite scalar quantization, no learned codebook; models/fsq.py: each codebook's
-  # size must be levels ** its token dim, e.g. 256 = 4 ** 4).
+  # Every codebook's quantizer: 'vq' (nearest code; models/quantizer.py) or 'fsq' (finite
+  # scalar quantization, no learned codebook; models/fsq.py: each codebook's size must be
+  # levels ** its token dim, e.g. 256 = 4 ** 4); [TiTok] 'vae': continuous latents, a
+  # diagonal Gaussian per token (models/vae.py; loss.kl_weight), the reference's VAE
+  # tokenizers; no ids, so no generator stage.
   c.model.quantizer = 'vq'
   # [TiTok] 'vq' nearest code: by cosine similarity (True: z and codes l2-normalised, the
   # two-stage TiTok weights) or by Euclidean distance (False: the single-stage BL/SL weights).
@@ -360,6 +362,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.convnext_weights = ''
   # Weight of the quantizer loss (codebook + commitment terms, global + local).
   c.loss.quantizer_weight = 1.0
+  # [TiTok, model.quantizer='vae'] Weight of the KL term (the reference's kl_weight default).
+  c.loss.kl_weight = 1e-6
   # [SBT] Weight of the 2D alignment ||norm(f_hat) - sg(norm(f))||^2 (aligner only).
   c.loss.align_weight = 1.0
   # [SBT] Weight of the aligner's cross-entropy against sg(compress-mode local ids).
@@ -505,6 +509,9 @@ def _validate_layout(c, family, fail):
   if m.layout not in titok.LAYOUTS:
     fail(f'model.layout={m.layout!r}; expected one of {titok.LAYOUTS}')
   if not family.has_titok_layouts:
+    if m.quantizer == 'vae':
+      fail(f"model.quantizer='vae' is TiTok's (continuous latents); model.name={m.name!r} "
+           "needs 'vq' or 'fsq'")
     for key, default in (('layout', 'sbt'), ('decoder_patch_size', 0), ('vq_l2_norm', True)):
       if m[key] != default:
         fail(f'model.{key}={m[key]!r} is a TiTok setting; model.name={m.name!r} needs the '

@@ -30,6 +30,7 @@ from sbt_jax import sharding
 from sbt_jax.data import image_folder
 from sbt_jax.data import pipeline
 from sbt_jax.models import spec as spec_lib
+from sbt_jax.models import titok as titok_lib
 
 # Kept for callers of the old name: a run's config.json (runs.load_config).
 load_config = runs.load_config
@@ -130,6 +131,8 @@ class Tokenizer:
                        f' in [-1, 1]; got {images_BxHxWxC.shape}. Use load_images() to resize.')
     if mode not in ('compress', 'generate'):
       raise ValueError(f"mode={mode!r}; expected 'compress' or 'generate'")
+    if self.config.model.quantizer == 'vae':
+      raise ValueError(titok_lib.VAE_NO_IDS)
     if mode not in self.modes:
       raise ValueError(f"mode={mode!r} needs a selfboottok tokenizer; "
                        f'{self.config.model.name!r} has the modes {self.modes}')
@@ -142,6 +145,8 @@ class Tokenizer:
     """Images in [-1, 1] from ids. SelfBootTok: G + L columns decode in compress mode,
     G columns in generate mode (local ids from the aligner: argmax when temperature is 0,
     else sampled with this temperature and seed)."""
+    if self.config.model.quantizer == 'vae':
+      raise ValueError(titok_lib.VAE_NO_IDS)
     ids, kind = self.spec.check_ids(self.config, ids)
     fn = self._jit(('decode', kind), lambda: self.spec.decode_fn(self.model, kind),
                    static_argnums=3)
@@ -149,6 +154,36 @@ class Tokenizer:
     out = self._batched(fn, ids, lambda i: jax.random.fold_in(key, i), float(temperature),
                         rate)
     return np.clip(out, -1.0, 1.0)
+
+  def encode_latents(self, images_BxHxWxC) -> np.ndarray:
+    """A VAE tokenizer's (model.quantizer='vae') latents [B, G, T]: the posterior means."""
+    self._check_vae('encode_latents')
+    images_BxHxWxC = np.asarray(images_BxHxWxC, np.float32)
+    if images_BxHxWxC.ndim != 4 or images_BxHxWxC.shape[1:] != self.image_shape:
+      raise ValueError(f'encode_latents expects images of shape [B, '
+                       f'{", ".join(map(str, self.image_shape))}] in [-1, 1]; got '
+                       f'{images_BxHxWxC.shape}')
+    fn = self._jit('encode_latents', lambda: lambda params, x: self.model.apply(
+        {'params': params}, x, method='encode')[0])
+    return self._batched(fn, images_BxHxWxC)
+
+  def decode_latents(self, latents_BxGxT) -> np.ndarray:
+    """Images in [-1, 1] from a VAE tokenizer's latents [B, G, T]."""
+    self._check_vae('decode_latents')
+    m = self.config.model
+    latents_BxGxT = np.asarray(latents_BxGxT, np.float32)
+    if latents_BxGxT.ndim != 3 or latents_BxGxT.shape[1:] != (m.num_global_tokens,
+                                                              m.token_dim):
+      raise ValueError(f'decode_latents expects latents of shape [B, {m.num_global_tokens}, '
+                       f'{m.token_dim}]; got {latents_BxGxT.shape}')
+    fn = self._jit('decode_latents', lambda: lambda params, z: self.model.apply(
+        {'params': params}, z, method='decode'))
+    return np.clip(self._batched(fn, latents_BxGxT), -1.0, 1.0)
+
+  def _check_vae(self, what):
+    if self.config.model.quantizer != 'vae':
+      raise ValueError(f"{what} is for VAE tokenizers (model.quantizer='vae'); this one has "
+                       'ids: use encode / decode')
 
   def ids_metrics(self, ids, mode: str = 'compress') -> dict:
     """Per-image facts about stored ids (SelfBootTok compress: local_ce_bits, the aligner's

@@ -9,7 +9,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ['launch/tpu.sh', 'launch/gpu.sh', 'launch/setup.sh', '.ci/run',
            'benchmarks/run_all.sh', 'benchmarks/run_steps.sh', 'benchmarks/adversarial_fmnist.sh',
-           'benchmarks/selfboottok_seeds.sh']
+           'benchmarks/selfboottok_seeds.sh', 'benchmarks/official_side_by_side.sh']
 
 
 def _run(args, tmp_path):

@@ -32,7 +32,9 @@ CASES = {
     'l2': {'use_l2_norm': True},
     'legacy': {'use_l2_norm': True, 'is_legacy': True, 'finetune_decoder': True,
                'vit_enc_patch_size': 16},  # two-stage (the released L-32/B-64/S-128)
+    'vae': {'quantize_mode': 'vae'},  # single-stage VAE (the released *_vae_c16)
 }
+VQ_CASES = [tag for tag in CASES if tag != 'vae']
 
 
 def _shapes(tag):
@@ -51,7 +53,8 @@ def _hf(use_l2_norm=False, **changes):
 def _weights(tag):
   """The reference model's weights in case `tag` (regenerated; the codebook is stored)."""
   sd = fixture_weights.random_state_dict(_shapes(tag), seed=0)
-  sd['quantize.embedding.weight'] = GOLDEN[f'{tag}/codebook']
+  if f'{tag}/codebook' in GOLDEN:
+    sd['quantize.embedding.weight'] = GOLDEN[f'{tag}/codebook']
   return sd
 
 
@@ -93,7 +96,7 @@ def _reference_outputs(model, params, images, legacy):
   return jax.device_get(jax.jit(run)(params, images))
 
 
-@pytest.mark.parametrize('tag', list(CASES))
+@pytest.mark.parametrize('tag', VQ_CASES)
 def test_converted_run_reproduces_the_reference(tmp_path, tag):
   changes = dict(CASES[tag])
   ckpt, cfg = _write(tmp_path, _hf(**changes), _weights(tag))
@@ -122,6 +125,37 @@ def test_converted_run_reproduces_the_reference(tmp_path, tag):
     np.testing.assert_allclose(
         (tok.decode(ids) + 1) / 2,
         np.clip(GOLDEN[f'{tag}/decoded_from_ids'], 0, 1).transpose(0, 2, 3, 1), atol=2e-5)
+
+
+def test_converted_vae_reproduces_the_reference(tmp_path):
+  """model.quantizer='vae': the encoder's means and log-variances, the KL, the decoder."""
+  ckpt, cfg = _write(tmp_path, _hf(**CASES['vae']), _weights('vae'))
+  out = str(tmp_path / 'run')
+  assert convert_1d_tokenizer.main(['--checkpoint', ckpt, '--hf_config', cfg,
+                                    '--out', out]) == 0
+  images = GOLDEN['images'] / np.float32(127.5) - 1.0
+  run = runs.restore_tokenizer(out, runs.local_mesh())
+  assert run.config.model.quantizer == 'vae' and 'quantizer' not in run.params
+  model, params = run.model, {'params': jax.device_get(run.params)}
+
+  @jax.jit
+  def outputs(params, x):
+    z_BxGx2T = model.apply(params, x, method=lambda m, x: m.encoder(x)[0])
+    mean_BxGxT, aux = model.apply(params, x, method='encode')
+    return z_BxGx2T, mean_BxGxT, aux['kl'], model.apply(params, mean_BxGxT, method='decode')
+
+  z, mean, kl, decoded = outputs(params, images)
+  channels_first = lambda t: np.asarray(t).transpose(0, 2, 1)[:, :, None]  # pylint: disable=unnecessary-lambda-assignment
+  np.testing.assert_allclose(channels_first(z), GOLDEN['vae/z'], atol=2e-5)
+  np.testing.assert_allclose(channels_first(mean), GOLDEN['vae/mean'], atol=2e-5)
+  np.testing.assert_allclose(kl, GOLDEN['vae/kl'], rtol=1e-5)
+  np.testing.assert_allclose((np.asarray(decoded) + 1) / 2,
+                             GOLDEN['vae/decoded_from_mean'].transpose(0, 2, 3, 1), atol=2e-5)
+  # The user's path: latents, not ids.
+  tok = inference.Tokenizer(out, batch_size=8)
+  np.testing.assert_allclose(tok.encode_latents(images), mean, atol=2e-5)
+  with pytest.raises(ValueError, match="model.quantizer='vae' has continuous latents"):
+    tok.encode(images)
 
 
 def test_torch_bin_checkpoint_reads_the_same(tmp_path, state_dict):
@@ -166,8 +200,9 @@ def test_unexpected_key_is_named(capsys, tmp_path, state_dict):
     (dict(is_legacy=True, finetune_decoder=False), 'stage-1 proxy-code checkpoint'),
     (dict(is_legacy=True, finetune_decoder=True, vit_dec_patch_size=8),
      'two-stage decoder needs 16'),
-    (dict(quantize_mode='vae'), 'VAE'),
     (dict(vit_enc_model_size='huge'), "vit_enc_model_size='huge'"),
+    (dict(quantize_mode='vae', is_legacy=True, finetune_decoder=True),
+     "quantize_mode='vae' comes with is_legacy: False"),
 ])
 def test_unsupported_kinds_are_refused(capsys, tmp_path, state_dict, changes, match):
   _fails(capsys, tmp_path, _hf(**changes), state_dict, match)

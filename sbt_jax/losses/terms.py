@@ -29,6 +29,7 @@ TERMS = {
     'local_ce': lambda aux: token_cross_entropy(aux['local_logits'], aux['local_ids']),
     'patch_ce': lambda aux: token_cross_entropy(aux['patch_logits'], aux['patch_ids']),
     'ot_cost': lambda aux: aux['ot_cost'],
+    'kl': lambda aux: aux['kl'],  # models/vae.py
 }
 # name -> fn(model outputs): metrics derived from outputs, logged when their inputs exist.
 DERIVED_METRICS = {

@@ -85,7 +85,8 @@ class VectorQuantizer(nn.Module):
     return q_st_BxGxT, aux
 
 
-KINDS = ('vq', 'fsq')
+# model.quantizer; 'vae' (models/vae.py: continuous latents) is TiTok's only.
+KINDS = ('vq', 'fsq', 'vae')
 
 
 def build(kind: str, codebook_size: int, token_dim: int, l2_norm: bool = True):

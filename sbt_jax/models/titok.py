@@ -14,6 +14,7 @@ from sbt_jax.models import colour
 from sbt_jax.models import options as options_lib
 from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import titok_reference
+from sbt_jax.models import vae
 from sbt_jax.models import vit
 
 # model.layout: 'sbt' (this file's encoder and decoder), or bytedance/1d-tokenizer's
@@ -140,41 +141,64 @@ class TiTok(nn.Module):
   decoder_patch_size: int = 0  # layout='reference': the decoder's (0: geometry.patch_size)
   vq_l2_norm: bool = True  # quantizer.VectorQuantizer.l2_norm
 
+  @property
+  def is_vae(self) -> bool:
+    return self.quantizer_kind == 'vae'
+
   def setup(self):
+    # A VAE's encoder emits a mean and a log-variance per channel (models/vae.py).
+    enc_dim = 2 * self.token_dim if self.is_vae else self.token_dim
     if self.layout != 'sbt':
       legacy = self.layout == 'reference_legacy'
-      self.encoder = titok_reference.Encoder(self.geometry, self.token_dim, self.encoder_cfg,
+      self.encoder = titok_reference.Encoder(self.geometry, enc_dim, self.encoder_cfg,
                                              self.options, legacy)
       self.decoder = titok_reference.Decoder(self.geometry, self.decoder_cfg, self.options,
                                              self.decoder_patch_size, legacy)
     else:
-      self.encoder = Encoder(self.geometry, self.token_dim, self.encoder_cfg, self.options,
+      self.encoder = Encoder(self.geometry, enc_dim, self.encoder_cfg, self.options,
                              patch_states=False)
       self.decoder = Decoder(self.geometry, self.decoder_cfg, self.options)
-    self.quantizer = quantizer_lib.build(self.quantizer_kind, self.codebook_size,
-                                         self.token_dim, self.vq_l2_norm)
+    if self.is_vae:
+      self.quantizer = vae.DiagonalGaussian(self.token_dim)
+    else:
+      self.quantizer = quantizer_lib.build(self.quantizer_kind, self.codebook_size,
+                                           self.token_dim, self.vq_l2_norm)
 
-  def encode(self, x_BxHxWxC):
+  def encode(self, x_BxHxWxC, noise_BxGxT=None):
+    """(q, aux): q the quantized tokens (VAE: the latents: mean, or mean + std * noise)."""
     x_BxHxWxC, colour_ids = colour.split_image(x_BxHxWxC, self.geometry)
-    q_BxGxT, aux = self.quantizer(self.encoder(x_BxHxWxC)[0])
+    z = self.encoder(x_BxHxWxC)[0]
+    if self.is_vae:
+      return self.quantizer(z, noise_BxGxT)
+    q_BxGxT, aux = self.quantizer(z)
     if colour_ids is not None:
       aux['colour_ids'] = colour_ids
     return q_BxGxT, aux
 
   def encode_ids(self, x_BxHxWxC):
     """The stored ids: [B, G] learned ids, then the C colour ids if on."""
+    if self.is_vae:
+      raise ValueError(VAE_NO_IDS)
     return colour.join_ids(self.encode(x_BxHxWxC)[1])
 
   def decode(self, q_BxGxT, colour_ids_BxC=None):
     return colour.add_back(self.decoder(q_BxGxT), colour_ids_BxC, self.geometry)
 
   def decode_ids(self, ids_BxS):
+    if self.is_vae:
+      raise ValueError(VAE_NO_IDS)
     ids_BxG, colour_ids = colour.split_ids(ids_BxS, self.geometry)
     return self.decode(self.quantizer.lookup(ids_BxG), colour_ids)
 
-  def __call__(self, x_BxHxWxC):
-    q_BxGxT, aux = self.encode(x_BxHxWxC)
+  def __call__(self, x_BxHxWxC, noise_BxGxT=None):
+    """(reconstruction, aux); `noise_BxGxT` (VAE training: spec.train_args) samples the
+    posterior instead of taking its mean."""
+    q_BxGxT, aux = self.encode(x_BxHxWxC, noise_BxGxT)
     return self.decode(q_BxGxT, aux.get('colour_ids')), aux
+
+
+VAE_NO_IDS = ("model.quantizer='vae' has continuous latents, not ids: use "
+              'inference.Tokenizer.encode_latents / decode_latents')
 
 
 def build_tokenizer(config: ml_collections.ConfigDict) -> TiTok:

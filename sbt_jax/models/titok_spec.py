@@ -1,4 +1,6 @@
-"""TiTok as the rest of sbt_jax sees it (see models/spec.py): G global ids, one codebook."""
+"""TiTok as the rest of sbt_jax sees it (see models/spec.py): G global ids, one codebook
+(model.quantizer='vae': G continuous latents, no codebook, a KL term)."""
+import jax
 import jax.numpy as jnp
 
 from sbt_jax.models import options as options_lib
@@ -12,6 +14,9 @@ class TiTokGlobalTokenizer:
   cache_tag = ''
 
   def __init__(self, config):
+    if config.model.quantizer == 'vae':
+      raise ValueError("a generator models ids; this tokenizer (model.quantizer='vae') has "
+                       'continuous latents')
     self.config = config
     self.model = titok.build_tokenizer(config)
     self.vocab_size = config.model.codebook_size
@@ -32,6 +37,9 @@ class TiTokSpec(spec_lib.TokenizerSpec):
 
   def validate(self, config, fail):
     m = config.model
+    if m.quantizer == 'vae' and m.colour_levels:
+      fail(f"model.colour_levels={m.colour_levels}: colour ids join a tokenizer's ids; "
+           "model.quantizer='vae' has continuous latents")
     if m.layout == 'sbt':
       if m.decoder_patch_size:
         fail(f"model.decoder_patch_size={m.decoder_patch_size} needs a reference "
@@ -52,12 +60,33 @@ class TiTokSpec(spec_lib.TokenizerSpec):
     if m.colour_levels:
       fail(f'model.colour_levels={m.colour_levels}: model.layout={m.layout!r} codes the '
            'whole image in its tokens; set 0')
-    if m.quantizer != 'vq':
-      fail(f"model.quantizer={m.quantizer!r}: model.layout={m.layout!r} has a 'vq' quantizer")
+    allowed = ('vq',) if m.layout == 'reference_legacy' else ('vq', 'vae')
+    if m.quantizer not in allowed:
+      fail(f'model.quantizer={m.quantizer!r}: model.layout={m.layout!r} has one of {allowed}')
 
   def build(self, config, aligner_cfg=None):
     del aligner_cfg
     return titok.build_tokenizer(config)
+
+  # --- model.quantizer='vae' ---------------------------------------------------------------
+
+  def codebooks(self, config):
+    return () if config.model.quantizer == 'vae' else super().codebooks(config)
+
+  def loss_terms(self, config):
+    return (('kl', 'kl_weight'),) if config.model.quantizer == 'vae' else ()
+
+  def train_args(self, rng, batch_size, config):
+    """VAE: the posterior's standard-normal noise (training decodes a sample)."""
+    if config.model.quantizer != 'vae':
+      return ()
+    m = config.model
+    return (jax.random.normal(rng, (batch_size, m.num_global_tokens, m.token_dim)),)
+
+  def eval_outputs(self, model, params, x_BxHxWxC, aux, rng, temperature):
+    if 'ids' not in aux:  # VAE: no ids to count
+      return {}, {}, {}
+    return super().eval_outputs(model, params, x_BxHxWxC, aux, rng, temperature)
 
   def global_tokenizer(self, config, rate=-1.0, aligner_cfg=None):
     del rate, aligner_cfg

@@ -6,8 +6,9 @@ config (model.layout='reference'); `reference_shapes(hf)` is every torch name th
 must hold with its shape; `to_params(state_dict, config)` maps torch tensors onto our tree
 (models/titok_reference.py). Kinds handled: single-stage VQ (is_legacy=False,
 finetune_decoder=False) -> model.layout='reference'; two-stage VQ (is_legacy=True,
-finetune_decoder=True: proxy codes + MaskGIT-VQGAN pixel decoder) -> 'reference_legacy'.
-The VAE ones (quantize_mode='vae') and stage-1-only checkpoints are refused by name.
+finetune_decoder=True: proxy codes + MaskGIT-VQGAN pixel decoder) -> 'reference_legacy';
+single-stage VAE (quantize_mode='vae') -> model.quantizer='vae'. Stage-1-only checkpoints
+are refused by name.
 """
 import numpy as np
 
@@ -47,10 +48,12 @@ def check_supported(hf: dict) -> dict:
   what is not supported."""
   vq = _vq_model(hf)
   mode = _get(vq, 'quantize_mode', 'vq')
-  if mode != 'vq':
-    raise ReferenceConfigError(f"quantize_mode={mode!r}: the VAE tokenizers (LL-32, BL-64, "
-                               "BL-128 'vae_c16') are not supported yet; only 'vq'")
+  if mode not in ('vq', 'vae'):
+    raise ReferenceConfigError(f"quantize_mode={mode!r}; expected 'vq' or 'vae'")
   legacy, finetune = _get(vq, 'is_legacy', True), _get(vq, 'finetune_decoder', True)
+  if mode == 'vae' and (legacy or finetune):
+    raise ReferenceConfigError("quantize_mode='vae' comes with is_legacy: False and "
+                               'finetune_decoder: False in the released VAE tokenizers')
   if legacy != finetune:
     raise ReferenceConfigError(
         f'is_legacy={legacy}, finetune_decoder={finetune}: the released TiTok tokenizers have '
@@ -85,13 +88,14 @@ def config_from_hf(hf: dict, base=None):
   m = c.model
   m.name = 'titok'
   m.layout = 'reference_legacy' if vq.get('is_legacy', True) else 'reference'
-  m.quantizer = 'vq'
+  vae = vq.get('quantize_mode', 'vq') == 'vae'
+  m.quantizer = 'vae' if vae else 'vq'
   m.vq_l2_norm = bool(_get(vq, 'use_l2_norm', False))
   m.patch_size = int(vq['vit_enc_patch_size'])
   dec_patch = int(vq['vit_dec_patch_size'])
   m.decoder_patch_size = 0 if dec_patch == m.patch_size else dec_patch
   m.num_global_tokens = int(_get(vq, 'num_latent_tokens'))
-  m.codebook_size = int(_get(vq, 'codebook_size'))
+  m.codebook_size = 1 if vae else int(_get(vq, 'codebook_size'))  # VAE: no codebook
   m.token_dim = int(_get(vq, 'token_size'))
   m.commitment_cost = float(_get(vq, 'commitment_cost', 0.25))
   m.colour_levels = 0
@@ -124,18 +128,22 @@ def _transformer_shapes(prefix: str, width: int, depth: int) -> dict:
 def reference_shapes(hf: dict) -> dict:
   """{torch name: shape} of the reference TiTok's state dict for config `hf`."""
   vq = check_supported(hf)
-  g, t, k = vq['num_latent_tokens'], vq['token_size'], vq['codebook_size']
+  vae = vq.get('quantize_mode', 'vq') == 'vae'
+  g, t = vq['num_latent_tokens'], vq['token_size']
   s = vq['crop_size']
   pe, pd = vq['vit_enc_patch_size'], vq['vit_dec_patch_size']
   we, de, _ = REFERENCE_SIZES[vq['vit_enc_model_size']]
   wd, dd, _ = REFERENCE_SIZES[vq['vit_dec_model_size']]
   ne, nd = (s // pe) ** 2, (s // pd) ** 2
-  shapes = {'latent_tokens': (g, we), 'quantize.embedding.weight': (k, t)}
+  shapes = {'latent_tokens': (g, we)}
+  if not vae:
+    shapes['quantize.embedding.weight'] = (vq['codebook_size'], t)
+  t_enc = 2 * t if vae else t  # a VAE's encoder: mean and log-variance per channel
   shapes.update({
       'encoder.patch_embed.weight': (we, 3, pe, pe), 'encoder.patch_embed.bias': (we,),
       'encoder.class_embedding': (1, we), 'encoder.positional_embedding': (ne + 1, we),
       'encoder.latent_token_positional_embedding': (g, we),
-      'encoder.conv_out.weight': (t, we, 1, 1), 'encoder.conv_out.bias': (t,),
+      'encoder.conv_out.weight': (t_enc, we, 1, 1), 'encoder.conv_out.bias': (t_enc,),
   })
   shapes.update(_transformer_shapes('encoder', we, de))
   shapes.update({
@@ -295,8 +303,9 @@ def to_params(sd: dict, config) -> dict:
   else:
     decoder.update({'ffn': _conv1x1(sd, 'decoder.ffn.0'),
                     'conv_out': _conv(sd, 'decoder.conv_out')})
-  params = {'encoder': encoder, 'quantizer': {'codebook': sd['quantize.embedding.weight']},
-            'decoder': decoder}
+  params = {'encoder': encoder, 'decoder': decoder}
+  if m.quantizer != 'vae':  # a VAE bottleneck has no parameters
+    params['quantizer'] = {'codebook': sd['quantize.embedding.weight']}
   return as_float32(params)
 
 

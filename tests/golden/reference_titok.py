@@ -48,6 +48,7 @@ CASES = {
     'l2': {'use_l2_norm': True},
     'legacy': {'use_l2_norm': True, 'is_legacy': True, 'finetune_decoder': True,
                'vit_enc_patch_size': 16},
+    'vae': {'quantize_mode': 'vae'},
 }
 
 
@@ -85,6 +86,13 @@ def main():
     arrays[f'{tag}/shapes'] = np.array(json.dumps(shapes))
     with torch.no_grad():
       z = model.encoder(pixel_values=x, latent_tokens=model.latent_tokens)
+      if changes.get('quantize_mode') == 'vae':
+        posterior = model.quantize(z)  # DiagonalGaussianDistribution
+        arrays[f'{tag}/z'] = z.numpy()
+        arrays[f'{tag}/mean'] = posterior.mode().numpy()
+        arrays[f'{tag}/kl'] = np.float32((torch.sum(posterior.kl()) / z.shape[0]).item())
+        arrays[f'{tag}/decoded_from_mean'] = model.decode_tokens(posterior.mode()).numpy()
+        continue
       codebook = codebook_near(z.numpy(), sd['quantize.embedding.weight'].shape, seed=1)
       model.quantize.embedding.weight.copy_(torch.from_numpy(codebook))
       arrays[f'{tag}/codebook'] = codebook
