@@ -113,6 +113,15 @@ def restore_params(workdir: str, abstract, step: int | None = None) -> tuple[Any
   return restored['state'][key], step
 
 
+def warm_start(state, state_shardings, workdir: str, step: int = -1):
+  """`state` (a train state) with params and EMA params from run `workdir`'s checkpoint at
+  `step` (-1: the latest), restored onto the state's shardings (train.init_from)."""
+  abstract = checkpointing.abstract_like(state.params, state_shardings.params)
+  params, _ = restore_params(workdir, abstract, None if step < 0 else step)
+  ema = None if state.ema_params is None else jax.tree.map(jnp.copy, params)
+  return state.replace(params=params, ema_params=ema)
+
+
 def dummy_images(config, batch_size: int = 1):
   """Zero images of the run's geometry, what a tokenizer is initialised (or traced) on."""
   d = config.data

@@ -57,6 +57,16 @@ def init_state(batch: int, num_tokens: int, vocab_size: int, rng,
                                    if keep_first_logits else None))
 
 
+def _next_state(state, rng, logits_BxGxV, sampled_BxG, remask_BxG, mask) -> MaskGitState:
+  """The state after a step: sampled ids, the mask id where re-masked (first-step logits
+  kept when asked)."""
+  first = state.first_logits_BxGxV
+  if first is not None:
+    first = jnp.where(state.step == 0, logits_BxGxV, first)
+  return MaskGitState(step=state.step + 1, ids_BxG=jnp.where(remask_BxG, mask, sampled_BxG),
+                      rng=rng, first_logits_BxGxV=first)
+
+
 def make_step(params, labels_B, *, model, num_steps: int, temperature: float = 1.0,
               choice_temperature: float = 4.5, guidance_scale: float = 0.0,
               guidance_schedule: str = 'constant', guidance_power: float = 2.75,
@@ -89,11 +99,7 @@ def make_step(params, labels_B, *, model, num_steps: int, temperature: float = 1
     cutoff_B = jnp.take_along_axis(jnp.sort(confidence_BxG, axis=1), num_masked_B[:, None],
                                    axis=1)
     remask_BxG = confidence_BxG < cutoff_B
-    first = state.first_logits_BxGxV
-    if first is not None:
-      first = jnp.where(step == 0, logits_BxGxV, first)
-    return MaskGitState(step=step + 1, ids_BxG=jnp.where(remask_BxG, mask, sampled_BxG),
-                        rng=rng, first_logits_BxGxV=first)
+    return _next_state(state, rng, logits_BxGxV, sampled_BxG, remask_BxG, mask)
 
   return step_fn
 
@@ -171,11 +177,7 @@ def make_reference_step(params, labels_B, *, model, num_steps: int,
     cutoff_B = jnp.take_along_axis(jnp.sort(confidence_BxG, axis=1), mask_len_B[:, None] - 1,
                                    axis=1)
     remask_BxG = (confidence_BxG <= cutoff_B) & (step < num_steps - 1)
-    first = state.first_logits_BxGxV
-    if first is not None:
-      first = jnp.where(step == 0, logits_BxGxV, first)
-    return MaskGitState(step=step + 1, ids_BxG=jnp.where(remask_BxG, mask, sampled_BxG),
-                        rng=rng, first_logits_BxGxV=first)
+    return _next_state(state, rng, logits_BxGxV, sampled_BxG, remask_BxG, mask)
 
   return step_fn
 

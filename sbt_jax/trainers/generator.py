@@ -174,11 +174,7 @@ class GeneratorTask:
       if mine[key] != theirs[key]:
         raise ValueError(f'train.init_from={t.init_from!r} is a generator.{key}='
                          f'{theirs[key]!r} run; this config builds {mine[key]!r}')
-    abstract = checkpointing.abstract_like(state.params, state_shardings.params)
-    params, _ = runs.restore_params(t.init_from, abstract,
-                                    None if t.init_from_step < 0 else t.init_from_step)
-    ema = None if state.ema_params is None else jax.tree.map(jnp.copy, params)
-    return state.replace(params=params, ema_params=ema)
+    return runs.warm_start(state, state_shardings, t.init_from, t.init_from_step)
 
   def load_frozen(self):
     """The frozen tokenizer's params (loaded once; a missing checkpoint is a clear error)."""

@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from sbt_jax import checkpointing
 from sbt_jax import runs
 from sbt_jax.evaluators import tokenizer_eval
 from sbt_jax.losses import perceptual
@@ -137,11 +136,7 @@ class TokenizerTask:
     if source.model.name != self.config.model.name:
       raise ValueError(f'train.init_from={t.init_from!r} is a {source.model.name!r} run; this '
                        f'config builds a {self.config.model.name!r} tokenizer')
-    abstract = checkpointing.abstract_like(state.params, state_shardings.params)
-    params, _ = runs.restore_params(t.init_from, abstract,
-                                    None if t.init_from_step < 0 else t.init_from_step)
-    ema = None if state.ema_params is None else jax.tree.map(jnp.copy, params)
-    return state.replace(params=params, ema_params=ema)
+    return runs.warm_start(state, state_shardings, t.init_from, t.init_from_step)
 
   def dummy_images(self, batch_size=1):
     return runs.dummy_images(self.config, batch_size)
