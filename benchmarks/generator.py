@@ -115,7 +115,7 @@ def bench_train(config, adapter, params, batch, args, encode: bool, mesh):
   flops = throughput.xla_flops(jax.jit(xla_step), state, params, data, rng)
   # The jit signature training compiles (trainers/setup.py): sharded, donated state.
   state_sh = jax.tree.map(lambda _: sharding.replicated(mesh), state)
-  step_fn = setup.compile_train_step(step, mesh, state_sh)
+  step_fn = setup.compile_train_step(step, mesh, state_sh, config.mesh.rules)
   med, times = throughput.time_stateful(step_fn, state, (params, data, rng), args.steps,
                                         args.warmup)
   return med, times, flops

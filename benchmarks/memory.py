@@ -66,8 +66,8 @@ def bench(config, batch, steps):
   images = jax.ShapeDtypeStruct((batch,) + task.dummy_images().shape[1:], jnp.float32)
   t0 = time.perf_counter()
   # Exactly the step training compiles (shardings, donated state; trainers/setup.py).
-  step = setup.compile_train_step(task.train_step, mesh, setup.state_shardings(task, config,
-                                                                                mesh))
+  step = setup.compile_train_step(task.train_step, mesh,
+                                  setup.state_shardings(task, config, mesh), config.mesh.rules)
   compiled = step.lower(state, {}, {'image': images}, jax.random.key(2)).compile()
   compile_s = time.perf_counter() - t0
   if not steps:

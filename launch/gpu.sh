@@ -2,14 +2,16 @@
 # Train on the GPUs of this machine: one process drives all visible GPUs (the mesh spans
 # them; `--config.mesh.*` shapes it).
 #
-#   launch/gpu.sh --setup                                     # once: jax[cuda12] into .venv
+#   launch/gpu.sh --setup                                     # once: .venv with jax[cuda12]
 #   launch/gpu.sh --config configs/titok_imagenet256.py:s128 --workdir workdirs/titok_s128 \
 #       --gpus 0,1,2,3 -- --config.data.data_dir=/data/tensorflow_datasets
 #   launch/gpu.sh ... --dry-run                               # print the commands only
 #
 # Flags: --config C (default configs/titok_imagenet256.py:s128), --workdir DIR (required to
-# train), --gpus LIST (CUDA_VISIBLE_DEVICES; default: all), --setup (pip install the
-# pinned requirements and jax[cuda12] of the same version), --dry-run.
+# train), --gpus LIST (CUDA_VISIBLE_DEVICES; default: all), --setup (make .venv a Python
+# 3.11 virtualenv with uv unless it exists, refuse an older one, and install the pinned
+# requirements and jax[cuda12] of the same version into it: launch/python_env.sh), --dry-run.
+# Training runs $PYTHON (default .venv/bin/python).
 # Arguments after `--` go to sbt_jax.main. Re-running the same command resumes from the
 # latest checkpoint; SIGTERM (e.g. `kill PID`) saves a checkpoint and stops cleanly.
 # Several GPU hosts: run `python -m sbt_jax.main ... --distributed` on each (SLURM and
@@ -42,6 +44,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 cd "$(dirname "$0")/.."
+# shellcheck source=launch/python_env.sh
+source launch/python_env.sh
 PYTHON="${PYTHON:-.venv/bin/python}"
 
 run_cmd() {
@@ -54,9 +58,7 @@ run_cmd() {
 }
 
 if [[ "${SETUP}" == 1 ]]; then
-  jax_version="$(sed -n 's/^jax==//p' requirements.txt)"
-  run_cmd "${PYTHON}" -m pip install -q -r requirements.txt "jax[cuda12]==${jax_version}"
-  run_cmd "${PYTHON}" -m pip install -q --no-deps -e .
+  run_cmd bash -c "set -eo pipefail; $(venv_setup_line cuda12)"
 fi
 if [[ -z "${WORKDIR}" ]]; then
   if [[ "${SETUP}" == 1 ]]; then

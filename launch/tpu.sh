@@ -12,11 +12,13 @@
 #
 # Steps (any of them, in this order when several are given; `all` = create setup run logs):
 #   create  create the TPU VM slice unless one of that name exists (--spot for a spot slice)
-#   setup   copy the code (the local git HEAD, or --repo/--branch cloned on each worker) and
-#           pip install the pinned requirements plus jax[tpu] on every worker
-#   run     start training on every worker in the background (nohup; survives ssh drops).
-#           Re-running `run` after a preemption resumes from the latest checkpoint in
-#           --workdir, which must be on GCS (gs://) so that all workers share it
+#   setup   copy the code (the local git HEAD, or --repo/--branch cloned on each worker),
+#           make ~/sbt_jax/.venv a Python 3.11 virtualenv (uv; the image's Python is 3.10,
+#           the pins need >= 3.11: launch/python_env.sh) and install the pinned requirements
+#           plus jax[tpu] into it on every worker
+#   run     start training (.venv/bin/python) on every worker in the background (nohup;
+#           survives ssh drops). Re-running `run` after a preemption resumes from the latest
+#           checkpoint in --workdir, which must be on GCS (gs://) so that all workers share it
 #   logs    stream worker 0's training log (Ctrl-C stops streaming, not training)
 #   stop    kill the training processes (SIGTERM: they save a checkpoint first)
 #   delete  delete the slice
@@ -71,6 +73,8 @@ if [[ ${#STEPS[@]} -eq 0 ]]; then
 fi
 
 cd "$(dirname "$0")/.."
+# shellcheck source=launch/python_env.sh
+source launch/python_env.sh
 
 # Prints a command (shell-quoted) and runs it unless --dry-run.
 run_cmd() {
@@ -117,9 +121,7 @@ step_setup() {
       --worker=all
     on_all_workers "rm -rf ${REMOTE_DIR} && tar xzf code.tar.gz"
   fi
-  local jax_version
-  jax_version="$(sed -n 's/^jax==//p' requirements.txt)"
-  on_all_workers "cd ${REMOTE_DIR} && python3 -m pip install -q -r requirements.txt 'jax[tpu]==${jax_version}' && python3 -m pip install -q --no-deps -e ."
+  on_all_workers "set -eo pipefail; cd ${REMOTE_DIR}; $(venv_setup_line tpu)"
 }
 
 step_run() {
@@ -127,8 +129,8 @@ step_run() {
     echo "tpu.sh run: --workdir must be a gs:// path that every worker can write (got '${WORKDIR}')" >&2
     exit 2
   fi
-  local main=(python3 -m sbt_jax.main --config "${CONFIG}" --workdir "${WORKDIR}" --distributed
-              "${MAIN_ARGS[@]}")
+  local main=(.venv/bin/python -m sbt_jax.main --config "${CONFIG}" --workdir "${WORKDIR}"
+              --distributed "${MAIN_ARGS[@]}")
   local quoted
   quoted="$(printf '%q ' "${main[@]}")"
   on_all_workers "cd ${REMOTE_DIR} && nohup ${quoted}> ~/${LOG_FILE} 2>&1 < /dev/null &"
@@ -140,7 +142,7 @@ step_logs() {
 }
 
 step_stop() {
-  on_all_workers "pkill -TERM -f 'python3 -m sbt_jax.main' || true"
+  on_all_workers "pkill -TERM -f 'bin/python -m sbt_jax.main' || true"
 }
 
 step_delete() {

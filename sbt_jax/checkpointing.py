@@ -3,12 +3,12 @@
 Every error a user can cause (no checkpoint, a corrupt or truncated one, one written for a
 different model) becomes a `CheckpointError` naming the directory and step.
 """
-import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from sbt_jax import paths
 from sbt_jax.data import pipeline
 
 
@@ -16,13 +16,8 @@ class CheckpointError(RuntimeError):
   """A checkpoint is missing, corrupt or does not match the model."""
 
 
-def resolve_workdir(workdir: str) -> str:
-  """Absolute local path, or a URL (gs://...) as given."""
-  return workdir if '://' in workdir else os.path.abspath(workdir)
-
-
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(resolve_workdir(workdir), 'checkpoints')
+  return paths.join(paths.resolve(workdir), 'checkpoints')
 
 
 def abstract_like(tree, shardings):

@@ -22,6 +22,8 @@ import sys
 from absl import app
 from absl import flags
 
+from sbt_jax import paths
+
 EXIT_USER_ERROR = 2
 _TRACEBACK_ENV = 'SBT_JAX_TRACEBACK'
 
@@ -121,18 +123,18 @@ def run(main) -> None:
 
 def check_output_dir(flag: str, path: str) -> None:
   """`path` can become the output folder of `flag`: a folder or nothing yet (not created)."""
-  if '://' not in path and os.path.exists(path) and not os.path.isdir(path):
+  if paths.exists(path) and not paths.isdir(path):
     raise UserError(f'{flag}={path!r} exists and is not a folder')
 
 
 def check_output_file(flag: str, path: str) -> None:
   """`path` can become the output file of `flag` (its folder is created when writing)."""
-  if os.path.isdir(path):
+  if paths.isdir(path):
     raise UserError(f'{flag}={path!r} is a folder; pass a file name')
-  parent = os.path.dirname(os.path.abspath(path))
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if not os.path.isdir(parent):
+  parent = paths.parent(path)
+  while not paths.exists(parent) and paths.parent(parent) != parent:
+    parent = paths.parent(parent)
+  if paths.exists(parent) and not paths.isdir(parent):
     raise UserError(f'{flag}={path!r}: {parent!r} is a file, not a folder')
 
 
@@ -141,7 +143,7 @@ def run_config(flag: str, workdir: str, stage: str | None = None):
   from sbt_jax import runs  # pylint: disable=g-import-not-at-top
   if not workdir:
     raise UserError(f'{flag} is empty')
-  if '://' not in workdir and not os.path.isdir(workdir):
+  if not paths.isdir(workdir):
     raise UserError(f'{flag}={workdir!r}: no such folder')
   config = runs.load_config(workdir)
   if stage is not None and config.get('stage') != stage:

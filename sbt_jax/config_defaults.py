@@ -20,6 +20,7 @@ STAGES = ('tokenizer', 'aligner', 'generator')
 # holds one is read under the new name (runs.load_config), so old workdirs keep loading.
 RENAMED_KEYS = {'model.num_latent_tokens': 'model.num_global_tokens',
                 'loss.lpips_weight': 'loss.perceptual_weight'}
+ATTENTION_IMPLS = ('auto', 'dot_product', 'xla', 'chunked')  # models/attention.py
 # model.remat_policy values (models/vit.py:REMAT_POLICIES says what each one keeps).
 REMAT_POLICIES = ('none', 'full', 'dots_saveable', 'dots_with_no_batch_dims_saveable')
 GENERATOR_TYPES = ('maskgit', 'ar')
@@ -85,7 +86,7 @@ def _generator() -> ml_collections.ConfigDict:
   g.tatok_rate = -1.0
   # Compute dtype of matmuls: 'float32' or 'bfloat16'.
   g.compute_dtype = 'float32'
-  # Attention kernel: 'auto', 'xla' or 'chunked' (see models/attention.py).
+  # Attention kernel: one of ATTENTION_IMPLS (as model.attention_impl).
   g.attention_impl = 'auto'
 
   s = g.sampling = ml_collections.ConfigDict()
@@ -208,14 +209,26 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.name = 'fashion_mnist_deb'
   # TFDS data_dir; '' means the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
   c.data.data_dir = ''
-  # For name='folder': a directory of image files (png/jpg), searched recursively.
+  # For name='folder': a directory of image files (png/jpg/webp/bmp, searched recursively;
+  # local or gs://). With train/ and val/ (or test/) subfolders the train split reads train/
+  # and the others val/ (or test/), else every split reads it all. Images in class folders
+  # (train/<class>/...) are labelled by the class's index in the sorted folder names.
   c.data.folder = ''
+  # For name='folder': the folder of every split but the train one ('': as data.folder says).
+  c.data.eval_folder = ''
+  # For name='folder': an unreadable image file stops the run with an error naming it
+  # (False: it is skipped, logged and counted; image_folder.num_skipped()).
+  c.data.strict_images = False
   # Split used for training.
   c.data.train_split = 'train'
   # Split used for evaluation and reconstruction grids.
   c.data.eval_split = 'test'
   # Images are resized (shorter side) and center-cropped to image_size x image_size.
   c.data.image_size = 28
+  # Training batches only: a random crop instead of the center one, mirrored with probability
+  # 1/2 (the 1d-tokenizer reference's RandomCrop + RandomHorizontalFlip); seeded by
+  # (seed, position in the data order), so a resumed run repeats it exactly.
+  c.data.random_crop_flip = False
   # Channels fed to the model: 1 (grayscale) or 3 (RGB); inputs are converted to this.
   c.data.channels = 1
   # Global batch size over all hosts and devices.
@@ -333,8 +346,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.tatok.eval_rate = 0.3
   # Compute dtype of matmuls: 'float32' or 'bfloat16' (params and the quantizer stay float32).
   c.model.compute_dtype = 'float32'
-  # Attention kernel: 'auto' (chunked on CPU, xla elsewhere), 'xla' or 'chunked'
-  # (per-example scores with recompute in the backward pass; see models/attention.py).
+  # Attention kernel (models/attention.py): 'auto' (chunked on CPU, dot_product elsewhere),
+  # 'dot_product' (jax.nn.dot_product_attention: cuDNN flash attention on GPU where it
+  # applies), 'xla' (plain einsums) or 'chunked' (per-example scores, recomputed backward).
   c.model.attention_impl = 'auto'
   # Rematerialisation of each transformer block in the backward pass (memory for compute):
   # 'none', 'full' (keep only block inputs), 'dots_saveable' (keep matmul outputs) or
@@ -535,9 +549,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     vit = c.model[part]
     if vit.width % vit.num_heads:
       fail(f'model.{part}.width={vit.width} is not divisible by num_heads={vit.num_heads}')
-  if c.model.attention_impl not in ('auto', 'xla', 'chunked'):
-    fail(f"model.attention_impl={c.model.attention_impl!r}; expected 'auto', 'xla' or "
-         "'chunked'")
+  if c.model.attention_impl not in ATTENTION_IMPLS:
+    fail(f'model.attention_impl={c.model.attention_impl!r}; expected one of {ATTENTION_IMPLS}')
   if c.model.remat_policy not in REMAT_POLICIES:
     fail(f'model.remat_policy={c.model.remat_policy!r}; expected one of {REMAT_POLICIES}')
   if c.model.name not in registry.SPECS:
@@ -555,6 +568,15 @@ def validate(c: ml_collections.ConfigDict) -> None:
            'SelfBootTok>')
   if c.data.name == 'folder' and not c.data.folder:
     fail("data.name='folder' needs data.folder=<directory of images>")
+  if c.data.name == 'folder' and c.stage == 'generator':
+    from sbt_jax.data import image_folder  # pylint: disable=g-import-not-at-top
+    if image_folder.train_folder(c.data).is_dir():  # (A missing one: the loader says so.)
+      classes = image_folder.class_names(c.data)
+      if classes and len(classes) != c.generator.num_classes:
+        fail(f'generator.num_classes={c.generator.num_classes} but data.folder has '
+             f'{len(classes)} class folders ({", ".join(classes[:5])}'
+             f'{", ..." if len(classes) > 5 else ""}); set generator.num_classes='
+             f'{len(classes)}')
   sizes = [c.mesh.data, c.mesh.fsdp, c.mesh.tensor]
   if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
     fail(f'mesh sizes {sizes}: each must be positive, at most one may be -1')
@@ -629,7 +651,7 @@ def _validate_generator(g: ml_collections.ConfigDict, fail) -> None:
          'tokenizer>')
   choices = (('type', GENERATOR_TYPES), ('mask_schedule', MASK_SCHEDULES),
              ('compute_dtype', ('float32', 'bfloat16')),
-             ('attention_impl', ('auto', 'xla', 'chunked')),
+             ('attention_impl', ATTENTION_IMPLS),
              ('layout', GENERATOR_LAYOUTS))
   for field, allowed in choices:
     if g[field] not in allowed:

@@ -5,7 +5,6 @@ from the aligner; --temperature > 0 samples them, --aligner_workdir swaps the al
 
   python -m sbt_jax.decode --workdir W --ids ids.npz --out_dir decoded/
 """
-import os
 import zipfile
 
 from absl import flags
@@ -13,6 +12,7 @@ import numpy as np
 
 from sbt_jax import cli
 from sbt_jax import cli_flags
+from sbt_jax import paths
 from sbt_jax.models import registry
 
 flags.DEFINE_string('ids', None, '.npz holding `ids` (e.g. written by sbt_jax.encode).')
@@ -23,15 +23,15 @@ FLAGS = flags.FLAGS
 
 def read_ids(path: str) -> np.ndarray:
   """The `ids` array of an .npz (or the array of an .npy); ValueError names the file."""
-  if not os.path.isfile(path):
+  if not paths.isfile(path):
     raise FileNotFoundError(f'--ids={path!r}: no such file')
   errors = (OSError, ValueError, zipfile.BadZipFile, EOFError)
-  with open(path, 'rb') as f:
+  with paths.open_file(path, 'rb') as f:
     magic = f.read(6)
   if not (magic.startswith(b'PK') or magic == b'\x93NUMPY'):
     raise ValueError(f'Cannot read ids from {path}: not an .npz (or .npy) file')
   try:
-    data = np.load(path)
+    data = paths.load_npy_or_npz(path)
   except errors as e:
     raise ValueError(f'Cannot read ids from {path}: {e}') from e
   if isinstance(data, np.ndarray):
@@ -65,8 +65,9 @@ def main(argv):
   check_ids(ids, config, FLAGS.ids)
   tok = cli_flags.make_tokenizer()
   images = tok.decode(ids, FLAGS.temperature, FLAGS.seed)
-  paths = image_grid.save_images(images, FLAGS.out_dir, [f'{i:05d}.png' for i in range(len(images))])
-  print(f'Decoded {len(paths)} images (step {tok.step}) -> {FLAGS.out_dir}')
+  written = image_grid.save_images(images, FLAGS.out_dir,
+                                   [f'{i:05d}.png' for i in range(len(images))])
+  print(f'Decoded {len(written)} images (step {tok.step}) -> {FLAGS.out_dir}')
 
 
 if __name__ == '__main__':

@@ -6,13 +6,12 @@ Writes ids (int32) and the source file names to the .npz: [B, G] for TiTok; for
 SelfBootTok [B, G + L] (--mode=compress) or [B, G] (--mode=generate); for TaTok
 [B, G + N] at --rate: global ids, kept patch ids in decreasing-entropy order, -1 padding.
 """
-import os
-
 from absl import flags
 import numpy as np
 
 from sbt_jax import cli
 from sbt_jax import cli_flags
+from sbt_jax import paths
 
 flags.DEFINE_list('images', None, 'Image files and/or folders (searched recursively).')
 flags.DEFINE_string('out', None, 'Output .npz with `ids` and `files`.')
@@ -22,19 +21,6 @@ FLAGS = flags.FLAGS
 
 def _npz_path(path: str) -> str:
   return path if path.endswith('.npz') else path + '.npz'  # What np.savez(path) writes.
-
-
-def _save_npz(path: str, **arrays) -> None:
-  """np.savez to a temporary file, then renamed over `path`: a failure loses no old file."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + '.tmp'
-  try:
-    with open(tmp, 'wb') as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def main(argv):
@@ -48,7 +34,7 @@ def main(argv):
                                         config.data.channels)
   tok = cli_flags.make_tokenizer()
   ids = tok.encode(images, FLAGS.mode, FLAGS.rate)
-  _save_npz(out, ids=ids, files=np.array(files))
+  paths.save_npz(out, ids=ids, files=np.array(files))
   print(f'Encoded {len(files)} images to ids {ids.shape} (step {tok.step}) -> {out}')
 
 

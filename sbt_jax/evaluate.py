@@ -17,7 +17,6 @@ precision/recall) sees the decoder's float output clipped to [-1, 1], in one pas
 """
 import dataclasses
 import importlib
-import os
 import time
 
 from absl import flags
@@ -31,8 +30,10 @@ import numpy as np
 
 from sbt_jax import cli
 from sbt_jax import inference
+from sbt_jax import paths
 from sbt_jax import runs
 from sbt_jax import sharding
+from sbt_jax.data import image_folder
 from sbt_jax.data import pipeline
 from sbt_jax.evaluators import feature_stats
 from sbt_jax.evaluators import frechet
@@ -212,7 +213,7 @@ class _Progress:
 
 def _num_classes(data_cfg) -> int:
   if data_cfg.name == 'folder':
-    return 1
+    return len(image_folder.class_names(data_cfg)) or 1
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   info = tfds.builder(data_cfg.name, data_dir=data_cfg.data_dir or None).info
   label = info.features['label'] if 'label' in info.features else None
@@ -394,11 +395,10 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
   if 'is' in want:
     results['is_real'], results['is_real_std'] = real.inc_is.value()
   if save_reference and jax.process_index() == 0:
-    os.makedirs(save_reference, exist_ok=True)
     for stats, feature in ((real.vgg, feature_stats.VGG16_RELU5_3_GAP),
                            (real.inc, feature_stats.INCEPTION_POOL3)):
       if stats is not None:
-        feature_stats.save(os.path.join(save_reference, feature + '.npz'), stats, feature)
+        feature_stats.save(paths.join(save_reference, feature + '.npz'), stats, feature)
 
   gen_grid = None
   if sample_fn is not None:
@@ -431,9 +431,9 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
 
   timing['total_sec'] = time.time() - t0
   out = {
-      'workdir': os.path.abspath(workdir), 'step': int(tok.step),
+      'workdir': paths.resolve(workdir), 'step': int(tok.step),
       'mode': mode, 'temperature': temperature,
-      'aligner_workdir': os.path.abspath(aligner_workdir) if aligner_workdir else None,
+      'aligner_workdir': paths.resolve(aligner_workdir) if aligner_workdir else None,
       'ids_per_image': results.get('tokens_per_image', tok.ids_per_image(mode)),
       'rate': rate,
       'split': data_cfg.eval_split, 'num_images': count,
@@ -441,7 +441,7 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
       'metrics': results,
       'metric_definitions': {k: v for k, v in report.METRIC_DEFINITIONS.items()
                              if any(report.base_name(m) == k for m in results)},
-      'inception_weights': os.path.abspath(inception_weights) if inception_weights else None,
+      'inception_weights': paths.resolve(inception_weights) if inception_weights else None,
       'references': {'fid': fid_reference or 'split', 'fd_vgg': fd_vgg_reference or 'split'},
       'devices': f'{jax.device_count()} x {jax.devices()[0].platform}',
       'timing': timing,
@@ -450,7 +450,7 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
     suffix = '' if mode == 'compress' else f'_generate_t{temperature:g}'
     if rate is not None:
       suffix = f'_rate{rate:g}'
-    out_dir = out_dir or os.path.join(workdir, 'eval',
+    out_dir = out_dir or paths.join(workdir, 'eval',
                                       f'{data_cfg.eval_split}_step{tok.step}{suffix}')
     out['files'] = report.write_all(out_dir, out, workdir=workdir,
                                     recon_grid=recon_grid,
@@ -467,7 +467,7 @@ def _check_flags(f) -> None:
   unknown = want - set(METRICS)
   if unknown:
     raise ValueError(f'Unknown metrics {sorted(unknown)}; known: {", ".join(METRICS)}')
-  if want & {'fid', 'is'} and f.inception_weights and not os.path.isfile(f.inception_weights):
+  if want & {'fid', 'is'} and f.inception_weights and not paths.isfile(f.inception_weights):
     raise FileNotFoundError(f'--inception_weights={f.inception_weights!r}: no such file')
   numbers = (('batch_size', f.batch_size, 1), ('num_samples', f.num_samples, 1),
              ('min_gen_samples', f.min_gen_samples, 0), ('num_classes', f.num_classes, 0),
@@ -484,7 +484,7 @@ def _check_flags(f) -> None:
       ('fid_reference', f.fid_reference, feature_stats.INCEPTION_POOL3, 'fid'),
       ('fd_vgg_reference', f.fd_vgg_reference, feature_stats.VGG16_RELU5_3_GAP, 'fd_vgg')):
     if path is not None:
-      if not os.path.isfile(path):
+      if not paths.isfile(path):
         raise FileNotFoundError(f'--{flag}={path!r}: no such file')
       if metric in want and f.sampler:
         feature_stats.load(path, feature)  # Its format and feature space.

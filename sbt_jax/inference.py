@@ -1,7 +1,7 @@
 """Restore a trained tokenizer from its workdir and encode, decode or reconstruct images.
 
   tok = Tokenizer('workdirs/titok_fmnist')
-  ids_BxG = tok.encode(images_BxHxWxC)     # images in [-1, 1], or use load_images(paths)
+  ids_BxG = tok.encode(images_BxHxWxC)     # images in [-1, 1], or use load_images(files)
   images = tok.decode(ids_BxG)
 
 SelfBootTok has two modes:
@@ -20,11 +20,11 @@ TaTok keeps a variable number of patch tokens per image (rate r: allowed informa
 The workdir holds config.json (written by the trainer) and Orbax checkpoints; the EMA params
 are used when the run kept them.
 """
-import pathlib
 
 import jax
 import numpy as np
 
+from sbt_jax import paths
 from sbt_jax import runs
 from sbt_jax import sharding
 from sbt_jax.data import image_folder
@@ -36,7 +36,7 @@ from sbt_jax.models import titok as titok_lib
 load_config = runs.load_config
 
 
-def load_images(paths, image_size: int, channels: int) -> tuple[np.ndarray, list[str]]:
+def load_images(sources, image_size: int, channels: int) -> tuple[np.ndarray, list[str]]:
   """Image files and folders (recursive) -> (float32 [B, S, S, C] in [-1, 1], file names).
 
   Every file is decoded once (then resized), before anything is returned. One error names
@@ -45,16 +45,15 @@ def load_images(paths, image_size: int, channels: int) -> tuple[np.ndarray, list
   (empty, truncated, not an image whatever the name) and any missing ones.
   """
   files, missing = [], []
-  for p in paths:
-    p = pathlib.Path(p)
-    if p.is_dir():
+  for p in map(str, sources):
+    if paths.isdir(p):
       files += [str(f) for f in image_folder.list_images(p)]
-    elif p.is_file():
-      files.append(str(p))
+    elif paths.isfile(p):
+      files.append(p)
     else:
-      missing.append(str(p))
+      missing.append(p)
   if not files and not missing:
-    raise FileNotFoundError(f'No images found in {list(map(str, paths))}')
+    raise FileNotFoundError(f'No images found in {list(map(str, sources))}')
   images, problems = image_folder.decode_images(
       files, lambda image: pipeline.preprocess({'image': image}, image_size, channels)['image'])
   if missing and not problems:

@@ -7,7 +7,6 @@ Several processes on one CPU machine (what the multi-process test runs):
 Override any field with `--config.a.b=value`; an unknown field or a wrong type is an error.
 """
 import logging as logging_std
-import os
 
 from absl import app
 from absl import flags
@@ -18,6 +17,7 @@ from ml_collections import config_flags
 from sbt_jax import cli
 from sbt_jax import config_defaults
 from sbt_jax import distributed
+from sbt_jax import paths
 
 config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py[:variant]).',
                                 lock_config=True)
@@ -53,7 +53,7 @@ def _config():
     config.get('stage')
   except OSError as e:
     path = config_flags.get_config_filename(FLAGS['config'])
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
       raise cli.UserError(f'--config={path!r}: no such config file') from e
     reasons = [line.strip() for line in str(e.__cause__ or e).splitlines() if line.strip()]
     renamed = config_defaults.renamed_key_hint(str(e.__cause__ or e))

@@ -1,6 +1,7 @@
 """Reading a run's metrics.jsonl (rows {"step": s, name: value, ...}; trainers/writers.py)."""
 import json
-import os
+
+from sbt_jax import paths
 
 
 def read(path: str) -> dict[str, dict[int, float]]:
@@ -8,9 +9,9 @@ def read(path: str) -> dict[str, dict[int, float]]:
   appends) keeps its last value; lines cut by an interrupted run are skipped. {} without
   the file."""
   series = {}
-  if not os.path.isfile(path):
+  if not paths.isfile(path):
     return series
-  with open(path) as f:
+  with paths.open_file(path) as f:
     for line in f:
       try:
         row = json.loads(line)

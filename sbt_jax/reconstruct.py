@@ -2,13 +2,12 @@
 
   python -m sbt_jax.reconstruct --workdir W --images a.png,dir/ --out_dir recon/
 """
-import os
-
 from absl import flags
 import numpy as np
 
 from sbt_jax import cli
 from sbt_jax import cli_flags
+from sbt_jax import paths
 
 flags.DEFINE_list('images', None, 'Image files and/or folders (searched recursively).')
 flags.DEFINE_string('out_dir', None, 'Folder for reconstructions, grid.png and metrics.')
@@ -27,9 +26,9 @@ def main(argv):
                                         config.data.channels)
   tok = cli_flags.make_tokenizer()
   recon = tok.reconstruct(images, FLAGS.mode, FLAGS.temperature, FLAGS.seed, FLAGS.rate)
-  names = [os.path.splitext(os.path.basename(f))[0] + '_recon.png' for f in files]
+  names = [paths.stem(f) + '_recon.png' for f in files]
   image_grid.save_images(recon, FLAGS.out_dir, names)
-  image_grid.save_grid(os.path.join(FLAGS.out_dir, 'grid.png'), [images[:32], recon[:32]])
+  image_grid.save_grid(paths.join(FLAGS.out_dir, 'grid.png'), [images[:32], recon[:32]])
   mse = np.mean((np.clip(images, -1, 1) - recon) ** 2, axis=(1, 2, 3)) / 4.0  # in [0,1] units
   psnr = float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-10))))
   print(f'Reconstructed {len(files)} images (step {tok.step}), mean PSNR {psnr:.2f} dB '

@@ -11,8 +11,6 @@ user error (no run, no checkpoint, a run of the wrong stage) is a ValueError /
 FileNotFoundError / checkpointing.CheckpointError naming the directory.
 """
 import dataclasses
-import json
-import os
 from typing import Any
 
 import flax.linen as nn
@@ -23,6 +21,7 @@ import orbax.checkpoint as ocp
 
 from sbt_jax import checkpointing
 from sbt_jax import config_defaults
+from sbt_jax import paths
 from sbt_jax import sharding
 from sbt_jax.models import generator as generator_lib
 from sbt_jax.models import registry
@@ -44,15 +43,11 @@ def _fill_defaults(defaults: dict, loaded: dict) -> dict:
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The run's config.json; fields added to sbt_jax after the run get their defaults and
   renamed fields their new names (so older workdirs keep loading)."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
+  path = paths.join(workdir, 'config.json')
+  if not paths.isfile(path):
     raise FileNotFoundError(f'{path} not found: {workdir!r} is not the workdir of an sbt_jax '
                             'training run.')
-  with open(path) as f:
-    try:
-      loaded = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f'{path} is not valid JSON ({e}).') from e
+  loaded = paths.read_json(path)
   if not isinstance(loaded, dict):
     raise ValueError(f'{path} does not hold a config object.')
   loaded = config_defaults.migrate_renamed_keys(loaded)
@@ -83,7 +78,7 @@ def restore_params(workdir: str, abstract, step: int | None = None) -> tuple[Any
   """(params, step) of the checkpoint at `step` (None: the latest): the EMA params if the
   run kept them, else the raw params; nothing else of the train state is read."""
   directory = checkpointing.checkpoint_dir(workdir)
-  if not os.path.isdir(directory):
+  if not paths.isdir(directory):
     raise checkpointing.CheckpointError(
         f'No checkpoints in {directory}: train first or pass the workdir of a finished run.')
   manager = ocp.CheckpointManager(directory, item_names=('state',),
@@ -190,17 +185,16 @@ def global_tokenizer_for(workdir: str, rate: float = -1.0):
 
 def read_tokenizer_record(workdir: str) -> tuple[str, int] | None:
   """(tokenizer workdir, step) a generator run recorded, or None before its first step."""
-  path = os.path.join(workdir, TOKENIZER_RECORD)
-  if not os.path.isfile(path):
+  path = paths.join(workdir, TOKENIZER_RECORD)
+  if not paths.isfile(path):
     return None
-  with open(path) as f:
-    record = json.load(f)
+  record = paths.read_json(path)
   return record['workdir'], int(record['step'])
 
 
 def write_tokenizer_record(workdir: str, tokenizer_workdir: str, step: int) -> None:
-  with open(os.path.join(workdir, TOKENIZER_RECORD), 'w') as f:
-    json.dump({'workdir': tokenizer_workdir, 'step': step}, f)
+  paths.write_json(paths.join(workdir, TOKENIZER_RECORD),
+                   {'workdir': tokenizer_workdir, 'step': step})
 
 
 def generator_dummy_seq(config, num_tokens: int):

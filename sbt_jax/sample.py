@@ -8,14 +8,10 @@ and OUT/grid.png (one column per class, up to 10 rows). Labels are 0, 1, ..., C-
 so every class gets N / C samples (within one). The same seed and batch size give the same
 samples.
 """
-import json
-import os
-
 from absl import app
 from absl import flags
-import numpy as np
-
 from sbt_jax import cli
+from sbt_jax import paths
 
 flags.DEFINE_string('workdir', None, 'Workdir of a trained generator.')
 flags.DEFINE_integer('num_samples', None, 'Images to sample (class-balanced).')
@@ -35,20 +31,6 @@ flags.DEFINE_float('choice_temperature', None,
                    'Override generator.sampling.choice_temperature (MaskGIT).')
 flags.mark_flags_as_required(['workdir', 'num_samples', 'out'])
 FLAGS = flags.FLAGS
-
-
-def write_outputs(out_dir: str, images, labels, ids, num_classes: int) -> dict:
-  """samples.npz + grid.png under out_dir; returns their paths."""
-  from sbt_jax.evaluators import image_grid  # pylint: disable=g-import-not-at-top
-  os.makedirs(out_dir, exist_ok=True)
-  npz = os.path.join(out_dir, 'samples.npz')
-  np.savez(npz, images=image_grid.to_uint8(images), labels=labels, ids=ids)
-  per_row = min(num_classes, len(images))
-  rows = [images[i:i + per_row] for i in range(0, min(len(images), 10 * per_row), per_row)
-          if i + per_row <= len(images)]
-  scale = 2 if images.shape[1] < 64 else 1
-  grid = image_grid.save_grid(os.path.join(out_dir, 'grid.png'), rows, scale=scale)
-  return {'npz': npz, 'grid': grid}
 
 
 def _check_flags() -> None:
@@ -90,16 +72,15 @@ def main(argv):
                                    sampling_overrides=overrides)
   labels = generate.class_balanced_labels(FLAGS.num_samples, gen.num_classes)
   images, ids = gen.sample(labels, seed=FLAGS.seed)
-  paths = write_outputs(FLAGS.out, images, labels, ids, gen.num_classes)
-  with open(os.path.join(FLAGS.out, 'sampling.json'), 'w') as f:
-    json.dump({'generator_workdir': os.path.abspath(FLAGS.workdir), 'generator_step': gen.step,
-               'tokenizer_workdir': gen.config.generator.tokenizer_workdir,
-               'tokenizer_step': gen.tokenizer_step, 'aligner_workdir': FLAGS.aligner_workdir,
-               'seed': FLAGS.seed, 'num_samples': FLAGS.num_samples,
-               'batch_size': gen.batch_size,
-               'sampling': gen.config.generator.sampling.to_dict()}, f, indent=2)
+  written = restored.write_samples(FLAGS.out, images, labels, ids, gen.num_classes)
+  paths.write_json(paths.join(FLAGS.out, 'sampling.json'), {
+      'generator_workdir': paths.resolve(FLAGS.workdir), 'generator_step': gen.step,
+      'tokenizer_workdir': gen.config.generator.tokenizer_workdir,
+      'tokenizer_step': gen.tokenizer_step, 'aligner_workdir': FLAGS.aligner_workdir,
+      'seed': FLAGS.seed, 'num_samples': FLAGS.num_samples, 'batch_size': gen.batch_size,
+      'sampling': gen.config.generator.sampling.to_dict()}, indent=2)
   print(f'Sampled {len(images)} images (generator step {gen.step}, tokenizer step '
-        f'{gen.tokenizer_step}) -> {paths["grid"]}, {paths["npz"]}')
+        f'{gen.tokenizer_step}) -> {written["grid"]}, {written["npz"]}')
 
 
 if __name__ == '__main__':

@@ -3,7 +3,15 @@
 Model code names parameter axes ('embed', 'mlp', ...); `config.mesh.rules` maps those names
 to mesh axes ('data', 'fsdp', 'tensor'). A dimension that a mesh axis does not divide is
 replicated instead of failing, so tiny test models run on any mesh.
+
+Activations are laid out by the same rules: model code calls `constrain(x, names)`, which
+inside `activation_sharding(mesh, rules)` (the train step is traced in it) pins x to the
+mesh axes of its logical names, and elsewhere (inference, tests of modules) does nothing.
+With the default rules a tensor axis of size T splits attention heads ('heads') and MLP
+hidden units ('mlp') T ways (Megatron-style), the batch over data x fsdp.
 """
+import contextlib
+import threading
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -56,7 +64,7 @@ def state_shardings(boxed_abstract_tree, mesh: Mesh, rules) -> Any:
 
   The result has the structure of the unboxed tree (what `nn.meta.unbox` gives).
   """
-  rules = tuple((name, tuple(ax) if isinstance(ax, list) else ax) for name, ax in rules)
+  rules = _normalized(rules)
   logical_specs = nn.get_partition_spec(boxed_abstract_tree)
   shapes = nn.meta.unbox(boxed_abstract_tree)
 
@@ -68,6 +76,45 @@ def state_shardings(boxed_abstract_tree, mesh: Mesh, rules) -> Any:
 
   return jax.tree.map(to_sharding, logical_specs, shapes,
                       is_leaf=lambda x: isinstance(x, (P, optax.MaskedNode)))
+
+
+def _normalized(rules) -> tuple:
+  return tuple((name, tuple(ax) if isinstance(ax, list) else ax) for name, ax in rules)
+
+
+_ACTIVATIONS = threading.local()  # .value: (mesh, rules) while a step is traced, or None
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh, rules):
+  """`constrain` calls traced inside this block lay activations out on `mesh` by `rules`."""
+  previous = getattr(_ACTIVATIONS, 'value', None)
+  _ACTIVATIONS.value = (mesh, _normalized(rules))
+  try:
+    yield
+  finally:
+    _ACTIVATIONS.value = previous
+
+
+def constrain(x, logical_axes: tuple):
+  """`x` pinned to the mesh axes its logical axis names map to (one name per dimension;
+  a mesh axis goes to the first name that claims it, a dimension it does not divide is
+  replicated). A no-op outside `activation_sharding`."""
+  context = getattr(_ACTIVATIONS, 'value', None)
+  if context is None:
+    return x
+  mesh, rules = context
+  spec = _fit_spec(nn.logical_to_mesh_axes(logical_axes, rules), x.shape, mesh)
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+
+def placed_or_replicated(tree, mesh: Mesh) -> Any:
+  """The sharding of each leaf already placed on `mesh` (e.g. frozen params restored by the
+  rules: runs.restore_params), replicated for the others (numpy arrays)."""
+  def one(x):
+    s = getattr(x, 'sharding', None)
+    return s if isinstance(s, NamedSharding) and s.mesh == mesh else replicated(mesh)
+  return jax.tree.map(one, tree)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -124,3 +124,41 @@ def test_auto_and_unknown_impl():
       'chunked' if jax.default_backend() == 'cpu' else 'xla')
   with pytest.raises(ValueError, match='attention impl'):
     attention.resolve_impl('flash')
+
+
+# Every mask form the models pass: none, per-example per-head, causal ([1, 1, L, S] and the
+# 2D [L, S]), per-example ([B, 1, L, S]) and key padding ([B, 1, 1, S]).
+DOT_PRODUCT_MASKS = MASKS + [(B, 1, 1, S)]
+
+
+@pytest.mark.parametrize('mask_shape', DOT_PRODUCT_MASKS)
+def test_dot_product_matches_the_other_paths(mask_shape):
+  """jax.nn.dot_product_attention (the accelerator path) equals 'xla' and 'chunked' in values
+  and in the gradients of q, k and v (float32, CPU)."""
+  q, k, v, do, mask = _inputs(mask_shape=mask_shape)
+  dot = _out_and_grads('dot_product', q, k, v, do, mask, jnp.float32)
+  for impl in ('xla', 'chunked'):
+    other = _out_and_grads(impl, q, k, v, do, mask, jnp.float32)
+    for name, a, b in zip(('out', 'dq', 'dk', 'dv'), dot, other):
+      assert a.shape == b.shape and a.dtype == jnp.float32, name
+      np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5, err_msg=f'{impl} {name}')
+
+
+def test_dot_product_kv_cache_shapes():
+  """One query over a longer key cache with a causal mask (KV-cache decoding, L != S)."""
+  q, k, v, do, _ = _inputs()
+  q, do = q[:, :1], do[:, :1]
+  mask = (jnp.arange(S)[None, :] <= 3)[None, None]  # [1, 1, 1, S]: keys 0..3 are filled
+  dot = _out_and_grads('dot_product', q, k, v, do, mask, jnp.float32)
+  xla = _out_and_grads('xla', q, k, v, do, mask, jnp.float32)
+  for a, b in zip(dot, xla):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(dot[0], _reference(q, k, v, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_auto_is_dot_product_off_cpu(monkeypatch):
+  from sbt_jax.models import cpu_kernels  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(cpu_kernels, 'enabled', lambda: False)
+  assert attention.resolve_impl('auto') == 'dot_product'
+  monkeypatch.setattr(cpu_kernels, 'enabled', lambda: True)
+  assert attention.resolve_impl('auto') == 'chunked'

@@ -276,15 +276,17 @@ def test_image_folder_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match='No images'):
     image_folder.ImageFolderSource(str(tmp_path / 'empty'))
 
-  # Every unreadable file is named when the source is built, before any batch.
+  # strict: every unreadable file is named when the source is built, before any batch
+  # (skipping instead: tests/test_image_folder.py).
   _write_png(tmp_path / 'mixed' / 'good.png', np.zeros((4, 4), np.uint8))
   (tmp_path / 'mixed' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n garbage')
   (tmp_path / 'mixed' / 'empty.jpg').write_bytes(b'')
   with pytest.raises(ValueError, match=r'2 of 3 image files .*broken.png.*empty.jpg \(empty'
                      ) as e:
-    image_folder.ImageFolderSource(str(tmp_path / 'mixed'))
+    image_folder.ImageFolderSource(str(tmp_path / 'mixed'), strict=True)
   assert 'good.png' not in str(e.value)
-  cfg = _cfg('', name='folder', folder=str(tmp_path / 'mixed'), eval_batch_size=2)
+  cfg = _cfg('', name='folder', folder=str(tmp_path / 'mixed'), eval_batch_size=2,
+             strict_images=True)
   with pytest.raises(ValueError, match='broken.png'):
     pipeline.make_eval_loader(cfg)
   with pytest.raises(ValueError, match='broken.png'):

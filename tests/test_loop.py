@@ -152,12 +152,19 @@ def test_trains_on_a_folder_of_user_images(tmp_path):
   rs = np.random.RandomState(0)
   for i in range(10):
     Image.fromarray((rs.rand(36, 44, 3) * 255).astype(np.uint8)).save(folder / f'{i}.png')
+  (folder / 'broken.png').write_bytes(b'not a png')  # skipped and counted, not fatal
   c = _config('', num_steps=2, eval_every=0, eval_num_images=4)
   c.data.name = 'folder'
   c.data.folder = str(tmp_path / 'my_images')
   _, results = loop.train_and_evaluate(c, str(tmp_path / 'w'))
   assert results['eval/num_images'] == 4
   assert np.isfinite(results['eval/psnr'])
+  with open(tmp_path / 'w' / 'classes.json') as f:
+    assert json.load(f) == ['nested']  # label 0 is the class folder 'nested'
+  with open(tmp_path / 'w' / 'metrics.jsonl') as f:
+    skipped = [r['train/skipped_images'] for r in map(json.loads, f)
+               if 'train/skipped_images' in r]
+  assert skipped and skipped[-1] >= 1
 
 
 def test_vae_tokenizer_trains_and_evaluates(fmnist_data_dir, tmp_path):

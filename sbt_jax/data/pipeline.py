@@ -2,7 +2,9 @@
 
 Every loader yields dicts of numpy arrays for ONE host: `image` float32 [B, H, W, C] in
 [-1, 1], `label` int32 [B] (eval adds `mask` float32 [B]). Preprocessing runs inside the
-source wrapper, so grain's read threads (data.read_threads) decode and resize in parallel.
+source wrapper, so grain's read threads (data.read_threads) decode and resize in parallel;
+data.random_crop_flip's crop (a slice of the resized image) and flip come after, as a
+grain RandomMap seeded by the record's position in the shuffled stream.
 """
 import grain
 import ml_collections
@@ -46,11 +48,12 @@ def _prepare_hint(name: str) -> str:
 def make_source(data_cfg: ml_collections.ConfigDict, split: str):
   """Random-access source (len, [i] -> {'image': HxWxC uint8, 'label': int}) for `split`.
 
-  name='folder' reads data.folder (the same images for every split); any other name is a
-  TFDS dataset already prepared as ArrayRecord under data.data_dir. Never downloads.
+  name='folder' reads the folder of `split` under data.folder (image_folder: train/ and
+  val/ or test/ subfolders, labels from class folders); any other name is a TFDS dataset
+  already prepared as ArrayRecord under data.data_dir. Never downloads.
   """
   if data_cfg.name == 'folder':
-    return image_folder.ImageFolderSource(data_cfg.folder)
+    return image_folder.split_source(data_cfg, split)
   name, data_dir = data_cfg.name, data_cfg.data_dir or None
   where = f'data_dir={data_dir or "<TFDS default>"}'
   try:
@@ -79,46 +82,92 @@ def num_examples(data_cfg: ml_collections.ConfigDict, split: str) -> int:
   return len(make_source(data_cfg, split))
 
 
-def preprocess(example: dict, image_size: int, channels: int) -> dict:
-  """Example -> {'image': float32 [image_size, image_size, channels] in [-1, 1], 'label'}.
+def resize_shorter_side(image_HxWxC: np.ndarray, image_size: int, channels: int
+                        ) -> np.ndarray:
+  """uint8 HxWxC (or HxW) -> uint8 H'xW'xchannels with min(H', W') = image_size.
 
-  Resizes the shorter side to image_size (PIL bicubic, antialiased when shrinking) and
-  center-crops; 1 channel is ITU-R 601 luminance, 3 is RGB (gray is repeated).
+  PIL bicubic, antialiased when shrinking; 1 channel is ITU-R 601 luminance, 3 is RGB
+  (gray is repeated).
   """
-  image_HxWxC = np.asarray(example['image'])
+  image_HxWxC = np.asarray(image_HxWxC)
   if image_HxWxC.ndim == 2:
     image_HxWxC = image_HxWxC[:, :, None]
   height, width, in_channels = image_HxWxC.shape
-  if (height, width, in_channels) != (image_size, image_size, channels):
-    pil = Image.fromarray(image_HxWxC[:, :, 0] if in_channels == 1 else image_HxWxC)
-    pil = pil.convert('L' if channels == 1 else 'RGB')
-    if min(height, width) != image_size:
-      scale = image_size / min(height, width)
-      size = (max(image_size, round(width * scale)), max(image_size, round(height * scale)))
-      pil = pil.resize(size, Image.Resampling.BICUBIC)
-    left, top = (pil.width - image_size) // 2, (pil.height - image_size) // 2
-    pil = pil.crop((left, top, left + image_size, top + image_size))
-    image_HxWxC = np.asarray(pil).reshape(image_size, image_size, channels)
-  image_HxWxC = image_HxWxC.astype(np.float32) / 127.5 - 1.0
-  return {'image': image_HxWxC, 'label': np.int32(example.get('label', 0))}
+  if min(height, width) == image_size and in_channels == channels:
+    return image_HxWxC
+  pil = Image.fromarray(image_HxWxC[:, :, 0] if in_channels == 1 else image_HxWxC)
+  pil = pil.convert('L' if channels == 1 else 'RGB')
+  if min(height, width) != image_size:
+    scale = image_size / min(height, width)
+    size = (max(image_size, round(width * scale)), max(image_size, round(height * scale)))
+    pil = pil.resize(size, Image.Resampling.BICUBIC)
+  return np.asarray(pil).reshape(pil.height, pil.width, channels)
+
+
+def _unit_range(image_SxSxC: np.ndarray) -> np.ndarray:
+  return image_SxSxC.astype(np.float32) / 127.5 - 1.0
+
+
+def preprocess(example: dict, image_size: int, channels: int) -> dict:
+  """Example -> {'image': float32 [image_size, image_size, channels] in [-1, 1], 'label'}.
+
+  Resizes the shorter side to image_size (`resize_shorter_side`) and center-crops.
+  """
+  image_HxWxC = resize_shorter_side(example['image'], image_size, channels)
+  top = (image_HxWxC.shape[0] - image_size) // 2
+  left = (image_HxWxC.shape[1] - image_size) // 2
+  image_SxSxC = image_HxWxC[top:top + image_size, left:left + image_size]
+  return {'image': _unit_range(image_SxSxC), 'label': np.int32(example.get('label', 0))}
 
 
 class _PreprocessedSource:
-  """`source` with `preprocess` applied on read (so it runs in grain's read threads)."""
+  """`source` with `preprocess` applied on read (so it runs in grain's read threads); with
+  random_crop, only resized (uint8, shorter side image_size) for _RandomCropFlip."""
 
-  def __init__(self, source, image_size: int, channels: int):
+  def __init__(self, source, image_size: int, channels: int, random_crop: bool = False):
     self._source, self._image_size, self._channels = source, image_size, channels
+    self._random_crop = random_crop
 
   def __len__(self) -> int:
     return len(self._source)
 
   def __getitem__(self, index: int) -> dict:
-    return preprocess(self._source[index], self._image_size, self._channels)
+    example = self._source[index]
+    if self._random_crop:
+      return {'image': resize_shorter_side(example['image'], self._image_size, self._channels),
+              'label': np.int32(example.get('label', 0))}
+    return preprocess(example, self._image_size, self._channels)
 
   def __repr__(self) -> str:
     # grain saves repr(source) in iterator checkpoints and checks it on restore.
+    crop = ', random_crop=True' if self._random_crop else ''
     return (f'Preprocessed({self._source!r}, image_size={self._image_size}, '
-            f'channels={self._channels})')
+            f'channels={self._channels}{crop})')
+
+
+class _RandomCropFlip(grain.transforms.RandomMap):
+  """The 1d-tokenizer reference's training augmentation (Resize of the shorter side, then
+  RandomCrop and RandomHorizontalFlip): a random image_size square of the resized image,
+  mirrored with probability 1/2, scaled to [-1, 1].
+
+  grain's rng is a function of (seed, position in the shuffled stream): crops differ every
+  epoch and a restored iterator repeats them exactly.
+  """
+
+  def __init__(self, image_size: int, seed: int):
+    self._image_size, self._seed = image_size, seed
+
+  def random_map(self, example: dict, rng: np.random.Generator) -> dict:
+    # grain seeds Philox(seed + position): mixing the seed in again keeps seeds s and s + 1
+    # from sharing one stream shifted by a record.
+    rng = np.random.default_rng([self._seed, int(rng.integers(2**63))])
+    image_HxWxC, size = example['image'], self._image_size
+    top = rng.integers(image_HxWxC.shape[0] - size + 1)
+    left = rng.integers(image_HxWxC.shape[1] - size + 1)
+    image_SxSxC = image_HxWxC[top:top + size, left:left + size]
+    if rng.random() < 0.5:
+      image_SxSxC = image_SxSxC[:, ::-1]
+    return {'image': _unit_range(image_SxSxC), 'label': example['label']}
 
 
 def _per_host(batch_size: int, process_count: int, field: str) -> int:
@@ -164,8 +213,8 @@ def make_train_loader(data_cfg: ml_collections.ConfigDict, *, seed: int,
 
   One global order (a function of `seed` only, reshuffled every epoch) is cut into global
   batches; host h reads and decodes only its h-th slice of each (`_HostSliceSampler`), so
-  a run on P hosts trains on the same global batches as a run on one host. `iter(loader)`
-  supports get_state / set_state and the orbax args above.
+  a run on P hosts trains on the same global batches as a run on one host (crops and flips
+  included). `iter(loader)` supports get_state / set_state and the orbax args above.
   """
   batch_size = _per_host(data_cfg.global_batch_size, process_count, 'global_batch_size')
   source = make_source(data_cfg, data_cfg.train_split)
@@ -176,10 +225,12 @@ def make_train_loader(data_cfg: ml_collections.ConfigDict, *, seed: int,
   if process_count > 1:  # With one process the slice is the identity; keep the plain
     # sampler so iterator checkpoints of single-process runs stay valid.
     sampler = _HostSliceSampler(sampler, batch_size, process_index, process_count)
+  crop = data_cfg.random_crop_flip
+  augment = [_RandomCropFlip(data_cfg.image_size, int(seed))] if crop else []
   return grain.DataLoader(
-      data_source=_PreprocessedSource(source, data_cfg.image_size, data_cfg.channels),
+      data_source=_PreprocessedSource(source, data_cfg.image_size, data_cfg.channels, crop),
       sampler=sampler,
-      operations=[grain.transforms.Batch(batch_size, drop_remainder=True)],
+      operations=augment + [grain.transforms.Batch(batch_size, drop_remainder=True)],
       worker_count=data_cfg.worker_count,
       shard_options=no_shard,
       read_options=_read_options(data_cfg))

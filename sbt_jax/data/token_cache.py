@@ -5,14 +5,13 @@ int32, labels [N] int32 and the tokenizer it came from) the first time and reads
 a cache written by another tokenizer is refused. Loaders yield per-host dicts of numpy
 arrays: `ids` int32 [B, G], `label` int32 [B] (eval batches add `mask` float32 [B]).
 """
-import os
-
 import grain
 import jax
 from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
+from sbt_jax import paths
 from sbt_jax import sharding
 from sbt_jax.data import pipeline
 
@@ -21,7 +20,7 @@ def cache_path(cache_dir: str, data_cfg: ml_collections.ConfigDict, split: str,
                tokenizer_step: int) -> str:
   name = data_cfg.name if data_cfg.name != 'folder' else 'folder'
   safe_split = split.replace('/', '_').replace('[', '_').replace(']', '').replace(':', '-')
-  return os.path.join(cache_dir, f'{name}_{safe_split}_{data_cfg.image_size}px_'
+  return paths.join(cache_dir, f'{name}_{safe_split}_{data_cfg.image_size}px_'
                                  f'tok{tokenizer_step}.npz')
 
 
@@ -49,18 +48,15 @@ def load_or_build(path: str, data_cfg, split: str, encode_fn, mesh, *, tokenizer
   `encode_fn(images)` maps a global image batch to ids; `tokenizer` names the tokenizer
   (workdir and step) and is checked against the one a cache was written with.
   """
-  if os.path.exists(path):
-    with np.load(path) as data:
-      if str(data['tokenizer']) != tokenizer:
-        raise ValueError(f'Token cache {path} was written by tokenizer {data["tokenizer"]}, '
-                         f'not {tokenizer}. Delete it or set generator.token_cache_dir.')
-      return {'ids': data['ids'], 'label': data['label']}, False
+  if paths.exists(path):
+    data = paths.load_npz(path)
+    if str(data['tokenizer']) != tokenizer:
+      raise ValueError(f'Token cache {path} was written by tokenizer {data["tokenizer"]}, '
+                       f'not {tokenizer}. Delete it or set generator.token_cache_dir.')
+    return {'ids': data['ids'], 'label': data['label']}, False
   ids, labels = _encode_split(data_cfg, split, encode_fn, mesh)
   if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    tmp = path + '.tmp.npz'
-    np.savez(tmp, ids=ids, label=labels, tokenizer=np.array(tokenizer))
-    os.replace(tmp, path)
+    paths.save_npz(path, ids=ids, label=labels, tokenizer=np.array(tokenizer))
   multihost_utils.sync_global_devices(f'token_cache {path}')
   return {'ids': ids, 'label': labels}, True
 

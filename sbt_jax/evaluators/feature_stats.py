@@ -12,6 +12,8 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from sbt_jax import paths
+
 # Names of the feature spaces; saved with the statistics and checked on load.
 INCEPTION_POOL3 = 'inception_pool3'
 VGG16_RELU5_3_GAP = 'vgg16_relu5_3_gap'
@@ -94,14 +96,14 @@ class ReferenceStats:
 
 def save(path: str, stats: FeatureStats, feature: str) -> str:
   """Writes {mu, sigma, n, feature} (.npz) for use as a reference later."""
-  with open(path, 'wb') as f:
-    np.savez(f, mu=stats.mean, sigma=stats.cov, n=np.int64(stats.n), feature=np.str_(feature))
+  paths.save_npz(path, mu=stats.mean, sigma=stats.cov, n=np.int64(stats.n),
+                 feature=np.str_(feature))
   return path
 
 
 def _npz_array_len(path: str, key: str) -> int | None:
   """Leading dimension of an array inside an .npz without reading its data."""
-  with zipfile.ZipFile(path) as zf:
+  with paths.open_file(path, 'rb') as raw, zipfile.ZipFile(raw) as zf:
     name = key + '.npy'
     if name not in zf.namelist():
       return None
@@ -120,7 +122,7 @@ def load(path: str, feature: str) -> ReferenceStats:
   name (ADM's) is taken to hold Inception pool3 statistics.
   """
   try:
-    with np.load(path, allow_pickle=False) as data:
+    with paths.open_file(path, 'rb') as raw, np.load(raw, allow_pickle=False) as data:
       keys = set(data.files)
       if not {'mu', 'sigma'} <= keys:
         raise ValueError(f'reference statistics {path} have keys {sorted(keys)}; expected '

@@ -1,10 +1,10 @@
 """PNG grids of images (rows of originals and reconstructions, or samples)."""
 import io
-import os
 
-from etils import epath
 import numpy as np
 from PIL import Image
+
+from sbt_jax import paths
 
 
 def to_uint8(x_BxHxWxC) -> np.ndarray:
@@ -24,26 +24,26 @@ def make_grid(rows, pad: int = 1) -> np.ndarray:
   return grid
 
 
+def save_png(path: str, image_HxWxC: np.ndarray) -> str:
+  """One uint8 image as a PNG at `path` (local or gs://; folder created)."""
+  buffer = io.BytesIO()
+  to_pil(image_HxWxC).save(buffer, format='PNG')
+  paths.write_bytes(path, buffer.getvalue())
+  return path
+
+
+def to_pil(image_HxWxC: np.ndarray) -> Image.Image:
+  return Image.fromarray(image_HxWxC[..., 0] if image_HxWxC.shape[-1] == 1 else image_HxWxC)
+
+
 def save_grid(path: str, rows, scale: int = 1) -> str:
   grid = make_grid(rows)
-  img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
   if scale > 1:
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-  buffer = io.BytesIO()
-  img.save(buffer, format='PNG')
-  epath.Path(path).parent.mkdir(parents=True, exist_ok=True)  # local or gs://
-  tmp = epath.Path(path + '.tmp')
-  tmp.write_bytes(buffer.getvalue())
-  tmp.replace(path)
-  return path
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)  # nearest-neighbour upscale
+  return save_png(path, grid)
 
 
 def save_images(images_BxHxWxC, out_dir: str, names) -> list[str]:
   """One PNG per image (values in [-1, 1]) under out_dir; returns the paths."""
-  os.makedirs(out_dir, exist_ok=True)
-  paths = []
-  for img, name in zip(to_uint8(images_BxHxWxC), names):
-    path = os.path.join(out_dir, name)
-    Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(path)
-    paths.append(path)
-  return paths
+  return [save_png(paths.join(out_dir, name), img)
+          for img, name in zip(to_uint8(images_BxHxWxC), names)]

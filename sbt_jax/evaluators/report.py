@@ -4,11 +4,11 @@ The plot reads `<workdir>/metrics.jsonl` (rows {"step": s, "eval/psnr": v, ...},
 the training loop) and draws every eval/* series, plus train/loss, one panel each.
 """
 import datetime
-import json
+import io
 import math
-import os
 
 from sbt_jax import metrics_file
+from sbt_jax import paths
 from sbt_jax.evaluators import image_grid
 
 _MAX_PANELS = 12
@@ -93,9 +93,10 @@ def plot_metrics(series: dict, path: str) -> str | None:
   for ax in list(axes.flat)[len(names):]:
     ax.axis('off')
   fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fig.savefig(path, dpi=100)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=100)
   plt.close(fig)
+  paths.write_bytes(path, buffer.getvalue())
   return path
 
 
@@ -137,27 +138,24 @@ def markdown(results: dict, files: dict) -> str:
 def write_all(out_dir: str, results: dict, *, workdir: str, recon_grid=None,
               sample_grid=None) -> dict:
   """Writes grids, plot, results.json and report.md under out_dir; returns their paths."""
-  os.makedirs(out_dir, exist_ok=True)
   rel = {}
   small = lambda rows: 4 if rows[0].shape[1] < 64 else 1
   if recon_grid is not None:
-    image_grid.save_grid(os.path.join(out_dir, 'recon_grid.png'), recon_grid,
+    image_grid.save_grid(paths.join(out_dir, 'recon_grid.png'), recon_grid,
                          scale=small(recon_grid))
     rel['recon_grid'] = 'recon_grid.png'
   if sample_grid is not None:
-    image_grid.save_grid(os.path.join(out_dir, 'sample_grid.png'), sample_grid,
+    image_grid.save_grid(paths.join(out_dir, 'sample_grid.png'), sample_grid,
                          scale=small(sample_grid))
     rel['sample_grid'] = 'sample_grid.png'
-  if plot_metrics(read_metrics_jsonl(os.path.join(workdir, 'metrics.jsonl')),
-                  os.path.join(out_dir, 'metrics_over_steps.png')):
+  if plot_metrics(read_metrics_jsonl(paths.join(workdir, 'metrics.jsonl')),
+                  paths.join(out_dir, 'metrics_over_steps.png')):
     rel['plot'] = 'metrics_over_steps.png'
-  files = {k: os.path.join(out_dir, v) for k, v in rel.items()}
-  files['json'] = os.path.join(out_dir, 'results.json')
-  files['report'] = os.path.join(out_dir, 'report.md')
-  with open(files['json'], 'w') as f:
-    json.dump({**results, 'files': files}, f, indent=2)
-  with open(files['report'], 'w') as f:
-    f.write(markdown(results, rel))
+  files = {k: paths.join(out_dir, v) for k, v in rel.items()}
+  files['json'] = paths.join(out_dir, 'results.json')
+  files['report'] = paths.join(out_dir, 'report.md')
+  paths.write_json(files['json'], {**results, 'files': files}, indent=2)
+  paths.write_text(files['report'], markdown(results, rel))
   return files
 
 

@@ -5,12 +5,12 @@ What a family adds (SelfBootTok's generate mode, TaTok's tokens per image) comes
 spec's `eval_outputs`; nothing here knows the families.
 """
 import functools
-import os
 
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from sbt_jax import paths
 from sbt_jax import sharding
 from sbt_jax.data import pipeline
 from sbt_jax.evaluators import image_grid
@@ -86,6 +86,6 @@ class TokenizerEvaluator:
       results.update({f'eval/{k}': v for k, v in usage.items()})
     results['eval/num_images'] = count
     if workdir is not None and jax.process_index() == 0 and grid_rows is not None:
-      path = os.path.join(workdir, 'images', f'recon_{step:07d}.png')
+      path = paths.join(workdir, 'images', f'recon_{step:07d}.png')
       image_grid.save_grid(path, grid_rows, scale=2 if cfg.data.image_size < 64 else 1)
     return results

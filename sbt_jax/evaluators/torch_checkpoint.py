@@ -8,12 +8,13 @@ globals: a malicious file cannot run code).
 """
 import collections
 import io
-import os
 import pickle
 import struct
 import zipfile
 
 import numpy as np
+
+from sbt_jax import paths
 
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 _LEGACY_PROTOCOL = 1001
@@ -122,8 +123,8 @@ def _materialize(obj, storages: dict) -> dict:
   return out
 
 
-def _read_zip(path: str) -> dict:
-  with zipfile.ZipFile(path) as zf:
+def _read_zip(file) -> dict:
+  with zipfile.ZipFile(file) as zf:
     pkl = [n for n in zf.namelist() if n.endswith('data.pkl')]
     if not pkl:
       raise TorchFormatError('is a zip archive without data.pkl (not a torch file)')
@@ -135,36 +136,36 @@ def _read_zip(path: str) -> dict:
   return _materialize(obj, storages)
 
 
-def _read_legacy(path: str) -> dict:
-  with open(path, 'rb') as f:
-    if _Unpickler(f, legacy=True).load() != _LEGACY_MAGIC:
-      raise TorchFormatError('is a pickle but not a torch file (wrong magic number)')
-    if _Unpickler(f, legacy=True).load() != _LEGACY_PROTOCOL:
-      raise TorchFormatError('has an unknown torch legacy protocol version')
-    _Unpickler(f, legacy=True).load()  # sys_info
-    unpickler = _Unpickler(f, legacy=True)
-    obj = unpickler.load()
-    keys = _Unpickler(f, legacy=True).load()
-    itemsize = {r.key: r.type.itemsize for r in unpickler.storage_refs}
-    storages = {}
-    for key in keys:
-      header = f.read(8)
-      if len(header) < 8:
-        raise TorchFormatError(f'ends inside storage {key} (truncated)')
-      numel = struct.unpack('<q', header)[0]
-      raw = f.read(numel * itemsize.get(key, 1))
-      if len(raw) < numel * itemsize.get(key, 1):
-        raise TorchFormatError(f'ends inside storage {key} (truncated)')
-      storages[str(key)] = raw
+def _read_legacy(f) -> dict:
+  if _Unpickler(f, legacy=True).load() != _LEGACY_MAGIC:
+    raise TorchFormatError('is a pickle but not a torch file (wrong magic number)')
+  if _Unpickler(f, legacy=True).load() != _LEGACY_PROTOCOL:
+    raise TorchFormatError('has an unknown torch legacy protocol version')
+  _Unpickler(f, legacy=True).load()  # sys_info
+  unpickler = _Unpickler(f, legacy=True)
+  obj = unpickler.load()
+  keys = _Unpickler(f, legacy=True).load()
+  itemsize = {r.key: r.type.itemsize for r in unpickler.storage_refs}
+  storages = {}
+  for key in keys:
+    header = f.read(8)
+    if len(header) < 8:
+      raise TorchFormatError(f'ends inside storage {key} (truncated)')
+    numel = struct.unpack('<q', header)[0]
+    raw = f.read(numel * itemsize.get(key, 1))
+    if len(raw) < numel * itemsize.get(key, 1):
+      raise TorchFormatError(f'ends inside storage {key} (truncated)')
+    storages[str(key)] = raw
   return _materialize(obj, storages)
 
 
 def read_torch(path: str) -> dict[str, np.ndarray]:
   """A torch .pth state dict -> {name: numpy array}; TorchFormatError names the file."""
   try:
-    if zipfile.is_zipfile(path):
-      return _read_zip(path)
-    return _read_legacy(path)
+    data = paths.read_bytes(path)
+    if zipfile.is_zipfile(io.BytesIO(data)):
+      return _read_zip(io.BytesIO(data))
+    return _read_legacy(io.BytesIO(data))
   except TorchFormatError as e:
     raise TorchFormatError(f'{path}: {e}') from None
   except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error, ValueError,
@@ -208,24 +209,25 @@ def write_torch(path: str, state_dict: dict, legacy: bool = False) -> None:
   names = list(state_dict)
   arrays = [np.ascontiguousarray(state_dict[n]) for n in names]
   data_pkl = _state_dict_pickle(arrays, names, legacy)
+  f = io.BytesIO()
   if legacy:
-    with open(path, 'wb') as f:
-      for header in (_LEGACY_MAGIC, _LEGACY_PROTOCOL,
-                     {'protocol_version': _LEGACY_PROTOCOL, 'little_endian': True,
-                      'type_sizes': {'short': 2, 'int': 4, 'long': 4}}):
-        pickle.dump(header, f, protocol=2)
-      f.write(data_pkl)
-      pickle.dump([str(i) for i in range(len(arrays))], f, protocol=2)
-      for a in arrays:
-        f.write(struct.pack('<q', a.size) + a.astype(a.dtype.newbyteorder('<')).tobytes())
-    return
-  root = os.path.splitext(os.path.basename(path))[0] or 'archive'
-  with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as zf:
-    zf.writestr(f'{root}/data.pkl', data_pkl)
-    zf.writestr(f'{root}/byteorder', 'little')
-    for i, a in enumerate(arrays):
-      zf.writestr(f'{root}/data/{i}', a.astype(a.dtype.newbyteorder('<')).tobytes())
-    zf.writestr(f'{root}/version', '3\n')
+    for header in (_LEGACY_MAGIC, _LEGACY_PROTOCOL,
+                   {'protocol_version': _LEGACY_PROTOCOL, 'little_endian': True,
+                    'type_sizes': {'short': 2, 'int': 4, 'long': 4}}):
+      pickle.dump(header, f, protocol=2)
+    f.write(data_pkl)
+    pickle.dump([str(i) for i in range(len(arrays))], f, protocol=2)
+    for a in arrays:
+      f.write(struct.pack('<q', a.size) + a.astype(a.dtype.newbyteorder('<')).tobytes())
+  else:
+    root = paths.stem(path) or 'archive'
+    with zipfile.ZipFile(f, 'w', zipfile.ZIP_STORED) as zf:
+      zf.writestr(f'{root}/data.pkl', data_pkl)
+      zf.writestr(f'{root}/byteorder', 'little')
+      for i, a in enumerate(arrays):
+        zf.writestr(f'{root}/data/{i}', a.astype(a.dtype.newbyteorder('<')).tobytes())
+      zf.writestr(f'{root}/version', '3\n')
+  paths.write_bytes(path, f.getvalue())
 
 
 # --- pytorch-fid names <-> sbt_jax's Flax names ---
@@ -279,8 +281,7 @@ class WeightsFileError(ValueError):
 
 
 def _read_npz(path: str, to_flax) -> dict[str, np.ndarray]:
-  with np.load(path, allow_pickle=False) as data:
-    flat = {k: data[k] for k in data.files}
+  flat = paths.load_npz(path)
   if flat and all('/' not in k and '.' in k for k in flat):  # a torch state dict saved as npz
     flat = to_flax(flat)
   return flat
@@ -289,12 +290,13 @@ def _read_npz(path: str, to_flax) -> dict[str, np.ndarray]:
 def read_weights(path: str, to_flax, *, what: str, how: str) -> dict[str, np.ndarray]:
   """{Flax name: array} of a .pth (torch names, mapped by `to_flax`) or an .npz; `what`
   names the file in errors ('Inception weights'), `how` says what file is expected."""
-  if not os.path.isfile(path):
+  if not paths.isfile(path):
     raise FileNotFoundError(f'{what} file {path!r} not found. It must be a local file ({how})'
                             '; nothing is downloaded.')
   try:
-    if zipfile.is_zipfile(path):
-      with zipfile.ZipFile(path) as zf:
+    data = paths.read_bytes(path)
+    if zipfile.is_zipfile(io.BytesIO(data)):
+      with zipfile.ZipFile(io.BytesIO(data)) as zf:
         is_npz = any(n.endswith('.npy') for n in zf.namelist())
       if is_npz:
         return _read_npz(path, to_flax)

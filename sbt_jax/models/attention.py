@@ -1,7 +1,9 @@
-"""Softmax attention in two implementations with one signature.
+"""Softmax attention in three implementations with one signature.
 
-- 'xla': the whole [B, H, L, S] score tensor at once (plain einsums and softmax); best on
-  TPU/GPU, where XLA fuses it.
+- 'dot_product': jax.nn.dot_product_attention, the accelerator path: cuDNN's fused (flash)
+  attention on a GPU where it applies (bfloat16/float16 operands, supported head sizes and
+  masks), XLA's fused attention otherwise (TPU, float32).
+- 'xla': the whole [B, H, L, S] score tensor at once (plain einsums and softmax).
 - 'chunked': one example (or one group of its heads) at a time in a lax.map, with a custom
   VJP that recomputes the scores in the backward pass (flash-attention style, at example
   granularity). The scores of one iteration stay in cache, which on a CPU makes attention
@@ -9,8 +11,8 @@
   When one example's float32 scores [H, L, S] exceed SCORE_BLOCK_BYTES its heads are split
   into groups (see head_groups). Operands are laid out head-major once, outside the loop
   (k also transposed), so that every product in the loop is a row-major batched matmul.
-'auto' picks 'chunked' on CPU and 'xla' elsewhere (cpu_kernels.enabled(), the model code's
-one backend check).
+'auto' picks 'chunked' on CPU and 'dot_product' elsewhere (cpu_kernels.enabled(), the model
+code's one backend check).
 
 Matmul operands are cast to `dtype` (float32 or bfloat16) and accumulate in float32; the
 softmax and the output are float32. Masks are boolean, broadcastable to [B, H, L, S].
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 
 from sbt_jax.models import cpu_kernels
 
-IMPLS = ('auto', 'xla', 'chunked')
+IMPLS = ('auto', 'dot_product', 'xla', 'chunked')
 _NEG = -1e30
 
 
@@ -30,7 +32,7 @@ def resolve_impl(impl: str) -> str:
   if impl not in IMPLS:
     raise ValueError(f'attention impl {impl!r}; expected one of {IMPLS}')
   if impl == 'auto':
-    return 'chunked' if cpu_kernels.enabled() else 'xla'
+    return 'chunked' if cpu_kernels.enabled() else 'dot_product'
   return impl
 
 
@@ -192,6 +194,14 @@ def xla_attention(q, k, v, mask, dtype):
                     preferred_element_type=jnp.float32)
 
 
+def dot_product_attention(q, k, v, mask, dtype):
+  """jax.nn.dot_product_attention on operands in `dtype`; its implementation=None picks cuDNN
+  where the shapes, dtype and mask allow it and XLA otherwise. Output float32."""
+  out = jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype),
+                                     mask=mask)
+  return out.astype(jnp.float32)
+
+
 def attention(q_BxLxHxK, k_BxSxHxK, v_BxSxHxK, mask=None, *, dtype=jnp.float32,
               impl: str = 'auto'):
   """Multi-head attention output [B, L, H, K] in float32."""
@@ -199,6 +209,9 @@ def attention(q_BxLxHxK, k_BxSxHxK, v_BxSxHxK, mask=None, *, dtype=jnp.float32,
     mask = jnp.asarray(mask, bool)
     while mask.ndim < 4:
       mask = mask[None]
-  if resolve_impl(impl) == 'chunked':
+  impl = resolve_impl(impl)
+  if impl == 'chunked':
     return chunked_attention(q_BxLxHxK, k_BxSxHxK, v_BxSxHxK, mask, dtype)
+  if impl == 'dot_product':
+    return dot_product_attention(q_BxLxHxK, k_BxSxHxK, v_BxSxHxK, mask, dtype)
   return xla_attention(q_BxLxHxK, k_BxSxHxK, v_BxSxHxK, mask, dtype)

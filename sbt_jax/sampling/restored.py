@@ -11,8 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sbt_jax import paths
 from sbt_jax import runs
 from sbt_jax import sharding
+from sbt_jax.evaluators import image_grid
 from sbt_jax.sampling import generate
 
 
@@ -89,3 +91,15 @@ class RestoredGenerator:
                         num_samples=10_000)
     """
     return lambda labels_B, rng: self._sample_batch(np.asarray(labels_B, np.int32), rng)[0]
+
+
+def write_samples(out_dir: str, images, labels, ids, num_classes: int) -> dict:
+  """samples.npz + grid.png under out_dir; returns their paths."""
+  npz = paths.join(out_dir, 'samples.npz')
+  paths.save_npz(npz, images=image_grid.to_uint8(images), labels=labels, ids=ids)
+  per_row = min(num_classes, len(images))
+  rows = [images[i:i + per_row] for i in range(0, min(len(images), 10 * per_row), per_row)
+          if i + per_row <= len(images)]
+  scale = 2 if images.shape[1] < 64 else 1
+  grid = image_grid.save_grid(paths.join(out_dir, 'grid.png'), rows, scale=scale)
+  return {'npz': npz, 'grid': grid}

@@ -23,7 +23,6 @@ docs/official_weights.md.
 """
 import argparse
 import json
-import os
 import sys
 
 import flax.linen as nn
@@ -32,6 +31,7 @@ import numpy as np
 
 from sbt_jax import checkpointing
 from sbt_jax import config_defaults
+from sbt_jax import paths
 from sbt_jax import runs
 from sbt_jax.evaluators import torch_checkpoint
 from sbt_jax.models import generator as generator_lib
@@ -45,12 +45,11 @@ class ConvertError(ValueError):
 
 
 def read_hf_config(path: str) -> dict:
-  if not os.path.isfile(path):
+  if not paths.isfile(path):
     raise ConvertError(f'--hf_config {path!r} not found (the config.json next to the '
                        'checkpoint in the Hugging Face folder)')
   try:
-    with open(path) as f:
-      hf = json.load(f)
+    hf = json.loads(paths.read_text(path))
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
     raise ConvertError(f'--hf_config {path} is not readable JSON: {e}') from None
   if not isinstance(hf, dict):
@@ -60,13 +59,13 @@ def read_hf_config(path: str) -> dict:
 
 def read_state_dict(path: str) -> dict:
   """{torch name: array} of a .safetensors file or a torch .bin/.pth (no torch needed)."""
-  if not os.path.isfile(path):
+  if not paths.isfile(path):
     raise ConvertError(f'--checkpoint {path!r} not found (model.safetensors or '
                        'pytorch_model.bin of the Hugging Face folder)')
   if path.endswith('.safetensors'):
     from safetensors import numpy as st_numpy  # pylint: disable=g-import-not-at-top
     try:
-      return dict(st_numpy.load_file(path))
+      return dict(st_numpy.load(paths.read_bytes(path)))
     except Exception as e:  # safetensors raises its own error types for bad files
       raise ConvertError(f'--checkpoint {path} is not a readable safetensors file: '
                          f'{type(e).__name__}: {e}') from None
@@ -91,20 +90,19 @@ def model_params_like(config):
 
 
 def _check_out(out: str) -> None:
-  if os.path.exists(os.path.join(out, 'config.json')) or os.path.exists(
+  if paths.exists(paths.join(out, 'config.json')) or paths.exists(
       checkpointing.checkpoint_dir(out)):
     raise ConvertError(f'--out {out} already holds a run; choose a new directory')
 
 
 def write_run(out: str, config, params) -> None:
   """config.json + an Orbax checkpoint at step 0 holding `params` (what runs.restore_* read)."""
-  os.makedirs(out, exist_ok=True)
+  paths.makedirs(out)
   ckpt = checkpointing.Checkpointer(out, keep=1, async_save=False, with_data_iter=False)
   ckpt.save(0, {'step': np.int32(0), 'params': params})
   ckpt.wait()
   ckpt.close()
-  with open(os.path.join(out, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
+  paths.write_text(paths.join(out, 'config.json'), config.to_json_best_effort(indent=2))
 
 
 def convert_generator(checkpoint: str, hf_config: str, tokenizer_workdir: str, out: str,
@@ -122,7 +120,7 @@ def convert_generator(checkpoint: str, hf_config: str, tokenizer_workdir: str, o
     from configs import generator_imagenet256  # pylint: disable=g-import-not-at-top
     base = generator_imagenet256.get_config('maskgit')
   config = generator_weights.config_from_hf(hf, base, tok_config)
-  config.generator.tokenizer_workdir = checkpointing.resolve_workdir(tokenizer_workdir)
+  config.generator.tokenizer_workdir = paths.resolve(tokenizer_workdir)
   config_defaults.validate(config)
   sd = generator_weights.drop_ignored(read_state_dict(checkpoint))
   sd = torch_checkpoint.checked_params(

@@ -15,11 +15,12 @@ Bad input (a missing workdir or metrics.jsonl, a metric no run logged, an unwrit
 prints one line to stderr and exits with status 2. Needs matplotlib, not JAX.
 """
 import argparse
+import io
 import math
-import os
 import sys
 
 from sbt_jax import metrics_file
+from sbt_jax import paths
 
 _SKIPPED = ('eval/num_images',)
 
@@ -36,10 +37,10 @@ class _Parser(argparse.ArgumentParser):
 
 def read_metrics(workdir: str) -> dict[str, dict[int, float]]:
   """{metric: {step: value}} of workdir/metrics.jsonl; a repeated step keeps its last value."""
-  if not os.path.isdir(workdir):
+  if not paths.isdir(workdir):
     raise InputError(f'no such workdir: {workdir}')
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.isfile(path):
+  path = paths.join(workdir, 'metrics.jsonl')
+  if not paths.isfile(path):
     raise InputError(f'no metrics.jsonl in {workdir}')
   series = metrics_file.read(path)
   if not series:
@@ -108,9 +109,10 @@ def plot(runs: dict, metrics: list[str], out: str) -> None:
   for ax in list(axes.flat)[len(metrics):]:
     ax.axis('off')
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  fig.savefig(out, dpi=100)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=100)
   plt.close(fig)
+  paths.write_bytes(out, buffer.getvalue())
 
 
 def _int_list(text: str) -> list[int]:
@@ -132,7 +134,7 @@ def _labels(workdirs: list[str], labels: list[str] | None) -> list[str]:
     if len(labels) != len(workdirs) or len(set(labels)) != len(labels):
       raise InputError(f'--labels needs {len(workdirs)} distinct names, one per --workdir')
     return labels
-  names = [os.path.basename(os.path.normpath(w)) for w in workdirs]
+  names = [paths.name(w) for w in workdirs]
   return names if len(set(names)) == len(names) else list(workdirs)
 
 

@@ -9,12 +9,11 @@ log2(codebook)). Prints one line per baseline; --out also writes them as JSON. B
 (unknown dataset, unprepared split, bad --bits) prints one line to stderr, exit status 2.
 """
 import argparse
-import json
-import os
 import sys
 
 from sbt_jax import cli
 from sbt_jax import config_defaults
+from sbt_jax import paths
 
 
 def main(argv=None) -> None:
@@ -59,9 +58,7 @@ def main(argv=None) -> None:
       print(f"{name}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}{extra}")
   print(f"on {results['num_images']} images of {args.dataset}/{args.split}")
   if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-      json.dump(results, f, indent=1)
+    paths.write_json(args.out, results, indent=1)
 
 
 if __name__ == '__main__':

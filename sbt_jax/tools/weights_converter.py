@@ -3,8 +3,7 @@ torch needed), check every parameter against the Flax network, write the .npz sb
 loads faster; a bad file is one line on stderr and exit status 1."""
 import sys
 
-import numpy as np
-
+from sbt_jax import paths
 from sbt_jax.evaluators import torch_checkpoint
 
 
@@ -19,7 +18,7 @@ def main(argv, load_flat_params, tool: str) -> int:
   except (FileNotFoundError, torch_checkpoint.WeightsFileError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
-  np.savez(dst, **flat)
+  paths.save_npz(dst, **flat)
   n = sum(v.size for v in flat.values())
   print(f'Wrote {len(flat)} arrays ({n:,} parameters) to {dst}')
   return 0

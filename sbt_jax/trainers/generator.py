@@ -7,7 +7,6 @@ to ids with the frozen tokenizer) or `ids` (from the token cache, data/token_cac
 `label`. Eval: validation loss on data.eval_split and a PNG grid of class-balanced samples.
 """
 import functools
-import os
 
 import flax.linen as nn
 import jax
@@ -18,6 +17,7 @@ import numpy as np
 import optax
 
 from sbt_jax import checkpointing
+from sbt_jax import paths
 from sbt_jax import runs
 from sbt_jax import sharding
 from sbt_jax.data import pipeline
@@ -194,11 +194,11 @@ class GeneratorTask:
   def _cache(self, split: str, workdir: str):
     g = self.config.generator
     frozen = jax.device_put(self.load_frozen(), sharding.replicated(self.mesh))
-    cache_dir = g.token_cache_dir or os.path.join(workdir, 'token_cache')
+    cache_dir = g.token_cache_dir or paths.join(workdir, 'token_cache')
     path = token_cache.cache_path(cache_dir, self.config.data, split, self.tokenizer_step)
     if 'encode' not in self._jitted:
       self._jitted['encode'] = jax.jit(self.adapter.encode_global_ids)
-    tokenizer = (f'{os.path.abspath(g.tokenizer_workdir)}@{self.tokenizer_step}'
+    tokenizer = (f'{paths.resolve(g.tokenizer_workdir)}@{self.tokenizer_step}'
                  f'{self.adapter.cache_tag}')
     arrays, _ = token_cache.load_or_build(
         path, self.config.data, split, functools.partial(self._jitted['encode'], frozen),
@@ -212,7 +212,7 @@ class GeneratorTask:
     generator.tokenizer_step=-1 keeps the recorded step even if the tokenizer trained on.
     """
     g = self.config.generator
-    tok_workdir = os.path.abspath(g.tokenizer_workdir)
+    tok_workdir = paths.resolve(g.tokenizer_workdir)
     record = runs.read_tokenizer_record(workdir)
     if g.tokenizer_step < 0 and record is not None and record[0] == tok_workdir:
       self._pinned_step = record[1]
@@ -226,7 +226,7 @@ class GeneratorTask:
                                         process_count=jax.process_count())
     arrays, path = self._cache(d.train_split, workdir)
     return token_cache.make_train_loader(
-        arrays, os.path.basename(path), global_batch_size=d.global_batch_size,
+        arrays, paths.name(path), global_batch_size=d.global_batch_size,
         seed=self.config.seed, process_index=jax.process_index(),
         process_count=jax.process_count())
 
@@ -282,6 +282,6 @@ class GeneratorTask:
                                              jax.random.key(cfg.seed)))
       if jax.process_index() == 0:
         rows = [images[i:i + c] for i in range(0, n, c)]
-        path = os.path.join(workdir, 'images', f'samples_{step:07d}.png')
+        path = paths.join(workdir, 'images', f'samples_{step:07d}.png')
         image_grid.save_grid(path, rows, scale=2 if cfg.data.image_size < 64 else 1)
     return results

@@ -7,21 +7,21 @@ owns the mesh, shardings, jit signature (donated state, frozen params as a non-d
 argument), data, checkpoints, metrics, the stop-on-NaN rule and preemption (SIGTERM: save,
 stop).
 """
-import json
 import math
 import time
 
 from absl import logging
 from clu import periodic_actions
-from etils import epath
 import jax
 import ml_collections
 import numpy as np
 
 from sbt_jax import checkpointing
 from sbt_jax import config_defaults
+from sbt_jax import paths
 from sbt_jax import sharding
 from sbt_jax import trainers
+from sbt_jax.data import image_folder
 from sbt_jax.data import pipeline
 from sbt_jax.trainers import preemption
 from sbt_jax.trainers import setup
@@ -38,8 +38,9 @@ def _due(step: int, every: int, last: int) -> bool:
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if jax.process_index() == 0:
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    (epath.Path(workdir) / 'config.json').write_text(config.to_json_best_effort(indent=2))
+    paths.write_text(paths.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
+    if config.data.name == 'folder':  # label i of the run's data is class_names[i]
+      image_folder.save_class_names(config.data, workdir)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls=None,
@@ -51,7 +52,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls
   On SIGTERM it saves a checkpoint at the next step and returns early (state.step tells).
   """
   config_defaults.validate(config)
-  workdir = checkpointing.resolve_workdir(workdir)  # a local path or gs://...
+  workdir = paths.resolve(workdir)  # a local path or gs://...
   save_config(config, workdir)
   mesh = sharding.make_mesh(config.mesh, devices)
   task = (task_cls or trainers.get_task(config.stage))(config, mesh)
@@ -105,6 +106,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls
           means = {f'train/{k}': float(np.mean([m[k] for m in host])) for k in host[0]}
           means['train/images_per_sec'] = (len(host) * config.data.global_batch_size
                                            / max(time.time() - t0, 1e-9))
+          if config.data.name == 'folder':  # unreadable files skipped so far (this host)
+            means['train/skipped_images'] = image_folder.num_skipped()
           writer.write_scalars(step, means)
           t0 = time.time()
         if (not preempted and config.train.eval_every >= 0
@@ -126,6 +129,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task_cls
                     'the same command again to resume.', step, num_steps, ckpt.directory)
     return state, {}
   if jax.process_index() == 0 and last_eval:
-    (epath.Path(workdir) / 'eval_final.json').write_text(
-        json.dumps({'step': num_steps, **last_eval}, indent=2))
+    paths.write_json(paths.join(workdir, 'eval_final.json'), {'step': num_steps, **last_eval},
+                     indent=2)
   return state, last_eval

@@ -14,12 +14,19 @@ from sbt_jax import checkpointing
 from sbt_jax import sharding
 
 
-def compile_train_step(train_step, mesh, state_shardings):
+def compile_train_step(train_step, mesh, state_shardings, rules, frozen_shardings=None):
   """jax.jit of train_step(state, frozen, batch, rng): state sharded and donated, frozen
-  params and the rng replicated (never donated), the batch split over data x fsdp."""
+  params as placed (`frozen_shardings`; default replicated) and never donated, the rng
+  replicated, the batch split over data x fsdp; activations laid out by `rules`
+  (sharding.constrain in the model code)."""
   repl = sharding.replicated(mesh)
-  return jax.jit(train_step,
-                 in_shardings=(state_shardings, repl, sharding.batch_sharding(mesh), repl),
+
+  def step(state, frozen, batch, rng):
+    with sharding.activation_sharding(mesh, rules):
+      return train_step(state, frozen, batch, rng)
+  return jax.jit(step,
+                 in_shardings=(state_shardings, frozen_shardings or repl,
+                               sharding.batch_sharding(mesh), repl),
                  out_shardings=(state_shardings, repl),
                  donate_argnums=(0,))
 
@@ -28,7 +35,7 @@ def compile_train_step(train_step, mesh, state_shardings):
 class Prepared:
   state: Any            # the train state, on the mesh
   state_shardings: Any  # NamedSharding per state leaf
-  frozen: Any           # frozen params (LPIPS, an upstream tokenizer), replicated
+  frozen: Any           # frozen params (LPIPS: replicated; an upstream tokenizer: by rules)
   step_fn: Any          # the compiled train step
   start_step: int       # 0, or the step of the restored checkpoint
   step_rng: Any         # fold_in(step_rng, step) is the rng of step `step`
@@ -72,6 +79,8 @@ def prepare(task, config, mesh, *, checkpointer: checkpointing.Checkpointer | No
     if hasattr(task, 'warm_start'):  # a tokenizer run may start from another's params
       state = task.warm_start(state, state_sh)
   frozen = task.load_frozen() if frozen is None else frozen
-  frozen = jax.device_put(frozen, sharding.replicated(mesh))
-  step_fn = compile_train_step(train_step or task.train_step, mesh, state_sh)
+  frozen_sh = sharding.placed_or_replicated(frozen, mesh)
+  frozen = jax.device_put(frozen, frozen_sh)
+  step_fn = compile_train_step(train_step or task.train_step, mesh, state_sh,
+                               config.mesh.rules, frozen_sh)
   return Prepared(state, state_sh, frozen, step_fn, start, step_rng)

@@ -1,11 +1,11 @@
 """Metric writers: clu's default writer (TensorBoard + log) plus a metrics.jsonl file."""
 import json
-import os
 
-from etils import epath
 import jax
 import numpy as np
 from clu import metric_writers
+
+from sbt_jax import paths
 
 
 class JsonlWriter(metric_writers.MetricWriter):
@@ -17,7 +17,7 @@ class JsonlWriter(metric_writers.MetricWriter):
   def write_scalars(self, step, scalars):
     row = {'step': int(step)}
     row.update({k: float(np.asarray(v)) for k, v in scalars.items()})
-    with epath.Path(self._path).open('a') as f:
+    with paths.open_file(self._path, 'a') as f:
       f.write(json.dumps(row) + '\n')
 
   def write_summaries(self, step, values, metadata=None):
@@ -54,5 +54,5 @@ def create_writer(workdir: str) -> metric_writers.MetricWriter:
     return metric_writers.create_default_writer(workdir, just_logging=True)
   return metric_writers.MultiWriter([
       metric_writers.create_default_writer(workdir, asynchronous=False),
-      JsonlWriter(os.path.join(workdir, 'metrics.jsonl')),
+      JsonlWriter(paths.join(workdir, 'metrics.jsonl')),
   ])
