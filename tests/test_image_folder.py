@@ -210,3 +210,34 @@ def test_reads_a_gs_folder(tmp_path):
     assert 'gs://bucket/data/val/y/c.png' in fs.touched
     assert repr(pipeline.make_source(cfg, 'val')).startswith(
         "ImageFolderSource('gs://bucket/data/val'")
+
+
+def test_class_folders_feed_a_class_conditional_generator(tmp_path, tiny_workdir):
+  """A MaskGIT generator trained on a user folder with 2 class folders: its token cache
+  holds the folder labels, and it trains with num_classes=2 (the tiny 28x28 tokenizer)."""
+  from sbt_jax import paths  # pylint: disable=g-import-not-at-top
+  from sbt_jax.trainers import loop  # pylint: disable=g-import-not-at-top
+  layout = {f'{split}/{cls}/{i}.png': value
+            for split, n in (('train', 8), ('val', 4))
+            for cls, value in (('boots', 40), ('shirts', 210)) for i in range(n)}
+  for name, value in layout.items():
+    _png(tmp_path / 'photos' / name, value, shape=(28, 28))
+  c = generator_fmnist.get_config('runlocal')
+  c.data.name, c.data.folder = 'folder', str(tmp_path / 'photos')
+  c.data.global_batch_size = 8
+  c.generator.tokenizer_workdir, c.generator.num_classes = tiny_workdir, 2
+  c.generator.use_token_cache, c.generator.attention_impl = True, 'xla'
+  c.train.num_steps, c.train.grid_num_images = 2, 0
+  workdir = tmp_path / 'gen'
+  _, results = loop.train_and_evaluate(c, str(workdir))
+  assert np.isfinite(results['eval/loss']) and results['eval/num_images'] == 8
+  assert json.loads((workdir / 'classes.json').read_text()) == ['boots', 'shirts']
+  caches = {p.split('/')[-1].split('_')[1]: paths.load_npz(p)
+            for p in paths.listdir(str(workdir / 'token_cache'))}
+  np.testing.assert_array_equal(np.sort(caches['train']['label']), [0] * 8 + [1] * 8)
+  np.testing.assert_array_equal(np.sort(caches['test']['label']), [0] * 4 + [1] * 4)
+  # Each class's images are one constant image: the same global ids within a class.
+  for split in ('train', 'test'):
+    ids, labels = caches[split]['ids'], caches[split]['label']
+    for cls in (0, 1):
+      assert len({tuple(row) for row in ids[labels == cls]}) == 1

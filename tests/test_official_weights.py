@@ -259,9 +259,11 @@ def test_bl64_recipe_has_the_released_bl64_parameters():
 
 GEN = np.load(os.path.join(os.path.dirname(__file__), 'golden', 'generator_reference.npz'))
 GEN_HF = json.loads(str(GEN['hf_config']))
-GENERATE = {'constant': ('constant', False), 'linear': ('linear', False),
-            'power_cosine': ('power-cosine', False),
-            'power_cosine_annealed': ('power-cosine', True)}
+GENERATE = {'constant': ('constant', False, 2.0), 'linear': ('linear', False, 2.0),
+            'power_cosine': ('power-cosine', False, 2.0),
+            'power_cosine_annealed': ('power-cosine', True, 2.0),
+            # a scale at which guidance changes the ids of these tiny models
+            'constant_s40': ('constant', False, 40.0), 'linear_s40': ('linear', False, 40.0)}
 
 
 def _gen_hf(kind):
@@ -327,10 +329,10 @@ def test_converted_generator_reproduces_the_reference(tmp_path, kind):
   # Its sampling procedure, without noise (where it is deterministic): the same ids (every
   # guidance variant once; the procedure does not depend on the network).
   cases = GENERATE if kind == 'ViT' else {'power_cosine': GENERATE['power_cosine']}
-  for name, (decay, anneal) in cases.items():
-    ids = jax.jit(lambda p, l, d=decay, a=anneal: maskgit.sample(
+  for name, (decay, anneal, scale) in cases.items():
+    ids = jax.jit(lambda p, l, d=decay, a=anneal, s=scale: maskgit.sample(
         p, l, jax.random.key(0), model=model, num_steps=4, procedure='reference',
-        choice_temperature=0.0, guidance_scale=2.0, guidance_schedule=d, guidance_power=3.0,
+        choice_temperature=0.0, guidance_scale=s, guidance_schedule=d, guidance_power=3.0,
         softmax_temperature_annealing=a).ids_BxG)(params, GEN['generate_labels'])
     np.testing.assert_array_equal(ids, GEN[f'{kind}/generate_{name}'], err_msg=name)
 

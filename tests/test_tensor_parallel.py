@@ -112,15 +112,25 @@ def test_constrain_is_a_no_op_outside_a_train_step():
   assert y.sharding.spec == jax.sharding.PartitionSpec('data', None, 'tensor')
 
 
-def test_generator_tensor_parallel_matches_one_device(fmnist_data_dir, tiny_workdir):
-  """MaskGIT encoding images with the frozen tokenizer inside the step: the same losses on
-  every mesh, and the frozen tokenizer params are sharded by the rules (not replicated)."""
+@pytest.fixture(scope='module')
+def generator_batch_and_one_device(fmnist_data_dir, tiny_workdir):
   local = next(iter(pipeline.make_train_loader(
       _generator_config('1 device', fmnist_data_dir, tiny_workdir).data, seed=0)))
-  results = {name: _train(generator_trainer.GeneratorTask,
-                          _generator_config(name, fmnist_data_dir, tiny_workdir), name, local)
-             for name in ('1 device', 'data2 fsdp2 tensor2')}
-  one, (losses, prepared, _, batch) = results['1 device'][0], results['data2 fsdp2 tensor2']
+  losses = _train(generator_trainer.GeneratorTask,
+                  _generator_config('1 device', fmnist_data_dir, tiny_workdir), '1 device',
+                  local)[0]
+  return local, losses
+
+
+@pytest.mark.parametrize('name', ['tensor=2', 'data2 fsdp2 tensor2'])
+def test_generator_tensor_parallel_matches_one_device(generator_batch_and_one_device,
+                                                      fmnist_data_dir, tiny_workdir, name):
+  """MaskGIT encoding images with the frozen tokenizer inside the step: the same losses on
+  every mesh, and the frozen tokenizer params are sharded by the rules (not replicated)."""
+  local, one = generator_batch_and_one_device
+  losses, prepared, _, batch = _train(
+      generator_trainer.GeneratorTask, _generator_config(name, fmnist_data_dir, tiny_workdir),
+      name, local)
   np.testing.assert_allclose(losses, one, rtol=1e-5, atol=1e-5)
   assert any('tensor' in s for s in _specs(prepared.state.params))
   assert any('tensor' in s for s in _specs(prepared.frozen))

@@ -31,20 +31,39 @@ class MaskGitState:
   first_logits_BxGxV: Any = None
 
 
+def _cond_logits(params, ids_BxG, labels_B, model):
+  """The transformer's logits [B, G, V] for ids given labels."""
+  seq_BxS = generator_lib.maskgit_inputs(ids_BxG, labels_B, model.vocab_size)
+  return model.apply({'params': params}, seq_BxS)[:, 1:]
+
+
+def _guided(params, ids_BxG, labels_B, model, combine, unguided=False):
+  """combine(cond, uncond) of one pass over the conditional and the null-class inputs (a
+  batch of 2B); where the traced bool `unguided` holds, the conditional logits of a pass of
+  B instead (the step's guidance is off: half the work, the same logits)."""
+  def both(_):
+    null_B = jnp.full_like(labels_B, model.num_classes)
+    logits_2BxGxV = _cond_logits(params, jnp.concatenate([ids_BxG, ids_BxG]),
+                                 jnp.concatenate([labels_B, null_B]), model)
+    return combine(*jnp.split(logits_2BxGxV, 2))
+  if unguided is False:
+    return both(None)
+  return jax.lax.cond(unguided, lambda _: _cond_logits(params, ids_BxG, labels_B, model),
+                      both, None)
+
+
 def step_logits(params, ids_BxG, labels_B, step, *, model, num_steps, guidance_scale,
                 guidance_schedule='constant', guidance_power=2.75):
-  """Logits [B, G, V] for the current ids; guided when guidance_scale != 0."""
-  v = model.vocab_size
+  """Logits [B, G, V] for the current ids; guided when guidance_scale != 0 (a step whose
+  scale is 0, e.g. the first of 'linear' and 'power-cosine', runs the conditional pass
+  alone)."""
   if guidance_scale == 0:
-    seq_BxS = generator_lib.maskgit_inputs(ids_BxG, labels_B, v)
-    return model.apply({'params': params}, seq_BxS)[:, 1:]
-  null_B = jnp.full_like(labels_B, model.num_classes)
-  seq_2BxS = jnp.concatenate([generator_lib.maskgit_inputs(ids_BxG, labels_B, v),
-                              generator_lib.maskgit_inputs(ids_BxG, null_B, v)])
-  cond_BxGxV, uncond_BxGxV = jnp.split(model.apply({'params': params}, seq_2BxS)[:, 1:], 2)
+    return _cond_logits(params, ids_BxG, labels_B, model)
   scale = guidance_scale * schedules.guidance_weight(step / num_steps, guidance_schedule,
                                                      guidance_power)
-  return schedules.guided_logits(cond_BxGxV, uncond_BxGxV, scale)
+  return _guided(params, ids_BxG, labels_B, model,
+                 lambda cond, uncond: schedules.guided_logits(cond, uncond, scale),
+                 unguided=scale == 0)
 
 
 def init_state(batch: int, num_tokens: int, vocab_size: int, rng,
@@ -115,23 +134,21 @@ def reference_logits(params, ids_BxG, labels_B, step, *, model, num_steps, guida
                      guidance_schedule, guidance_power, softmax_temperature_annealing):
   """ImageBert.generate's logits at `step`: 'constant' cond + s (cond - uncond); 'linear'
   the same with s = guidance_scale * step / num_steps; 'power-cosine'
-  uncond + ((guidance_scale - 1) w + 1) (cond - uncond), w = (1 - cos(pi (step /
-  num_steps)^power)) / 2. guidance_scale 0: the conditional logits alone."""
-  v = model.vocab_size
-  cond_seq = generator_lib.maskgit_inputs(ids_BxG, labels_B, v)
-  if guidance_scale == 0:
-    logits_BxGxV = model.apply({'params': params}, cond_seq)[:, 1:]
+  uncond + c (cond - uncond), c = (guidance_scale - 1) w + 1, w = (1 - cos(pi (step /
+  num_steps)^power)) / 2. Where the scale (c) is 0 (always for guidance_scale 0; the first
+  linear step) the conditional logits alone, from a pass of B, as the reference does."""
+  if guidance_scale == 0 and guidance_schedule != 'power-cosine':
+    logits_BxGxV = _cond_logits(params, ids_BxG, labels_B, model)
+  elif guidance_schedule == 'power-cosine':
+    w = (1 - jnp.cos(((step / num_steps) ** guidance_power) * jnp.pi)) * 0.5
+    c = (guidance_scale - 1) * w + 1
+    logits_BxGxV = _guided(params, ids_BxG, labels_B, model,
+                           lambda cond, uncond: uncond + (cond - uncond) * c, unguided=c == 0)
   else:
-    null_B = jnp.full_like(labels_B, model.num_classes)
-    seq_2BxS = jnp.concatenate([cond_seq, generator_lib.maskgit_inputs(ids_BxG, null_B, v)])
-    cond, uncond = jnp.split(model.apply({'params': params}, seq_2BxS)[:, 1:], 2)
-    t = step / num_steps
-    if guidance_schedule == 'power-cosine':
-      w = (1 - jnp.cos((t ** guidance_power) * jnp.pi)) * 0.5
-      logits_BxGxV = uncond + (cond - uncond) * ((guidance_scale - 1) * w + 1)
-    else:
-      scale = guidance_scale * (t if guidance_schedule == 'linear' else 1.0)
-      logits_BxGxV = cond + (cond - uncond) * scale
+    scale = guidance_scale * (step / num_steps if guidance_schedule == 'linear' else 1.0)
+    logits_BxGxV = _guided(params, ids_BxG, labels_B, model,
+                           lambda cond, uncond: cond + (cond - uncond) * scale,
+                           unguided=scale == 0)
   if softmax_temperature_annealing:
     logits_BxGxV = logits_BxGxV / (0.5 + 0.8 * (1 - (step + 1) / num_steps))
   return logits_BxGxV

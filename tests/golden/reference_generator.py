@@ -15,8 +15,9 @@ and shapes are the reference's; not stored). Stored per model: the state dict's 
 shapes; for 3 id sequences (some masked) and labels, forward() logits with the label
 (cond_drop_prob=0) and with the null class (cond_drop_prob=1); and generate() ids for 4
 labels without noise (randomize_temperature=0, where the procedure is deterministic) for
-each guidance_decay (scale 2.0, power 3.0, 4 steps), and power-cosine with
-softmax_temperature_annealing.
+each guidance_decay (scale 2.0, power 3.0, 4 steps), power-cosine with
+softmax_temperature_annealing, and constant and linear at scale 40 (where guidance changes
+these tiny models' ids).
 """
 import json
 import os
@@ -43,10 +44,12 @@ HF_CONFIG = {
             'guidance_decay': 'linear'}},
     'dataset': {'preprocessing': {'crop_size': 32}},
 }
-# name -> (guidance_decay, softmax_temperature_annealing) of the generate() cases
-GENERATE = {'constant': ('constant', False), 'linear': ('linear', False),
-            'power_cosine': ('power-cosine', False),
-            'power_cosine_annealed': ('power-cosine', True)}
+# name -> (guidance_decay, softmax_temperature_annealing, guidance_scale) of generate()
+GENERATE = {'constant': ('constant', False, 2.0), 'linear': ('linear', False, 2.0),
+            'power_cosine': ('power-cosine', False, 2.0),
+            'power_cosine_annealed': ('power-cosine', True, 2.0),
+            # a scale at which guidance changes the ids of these tiny models
+            'constant_s40': ('constant', False, 40.0), 'linear_s40': ('linear', False, 40.0)}
 
 
 def main():
@@ -71,9 +74,9 @@ def main():
     with torch.no_grad():
       arrays[f'{kind}/cond_logits'] = model(ids, labels.clone(), cond_drop_prob=0.0).numpy()
       arrays[f'{kind}/uncond_logits'] = model(ids, labels.clone(), cond_drop_prob=1.0).numpy()
-      for name, (decay, anneal) in GENERATE.items():
+      for name, (decay, anneal, scale) in GENERATE.items():
         arrays[f'{kind}/generate_{name}'] = model.generate(
-            gen_labels.clone(), guidance_scale=2.0, guidance_decay=decay,
+            gen_labels.clone(), guidance_scale=scale, guidance_decay=decay,
             guidance_scale_pow=3.0, randomize_temperature=0.0,
             softmax_temperature_annealing=anneal, num_sample_steps=4).numpy()
   np.savez_compressed(a.out, **arrays)
