@@ -4,14 +4,13 @@ Model code names parameter axes ('embed', 'mlp', ...); `config.mesh.rules` maps 
 to mesh axes ('data', 'fsdp', 'tensor'). A dimension that a mesh axis does not divide is
 replicated instead of failing, so tiny test models run on any mesh.
 
-Activations are laid out by the same rules: model code calls `constrain(x, names)`, which
-inside `activation_sharding(mesh, rules)` (the train step is traced in it) pins x to the
-mesh axes of its logical names, and elsewhere (inference, tests of modules) does nothing.
+Activations are laid out by the same rules (models/layout.py): model code calls
+`layout.constrain(x, names)`, which inside `activation_sharding(mesh, rules)` (the train step
+is traced in it) pins x to the mesh axes of its logical names, and elsewhere (inference,
+tests of modules) does nothing.
 With the default rules a tensor axis of size T splits attention heads ('heads') and MLP
 hidden units ('mlp') T ways (Megatron-style), the batch over data x fsdp.
 """
-import contextlib
-import threading
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -20,6 +19,8 @@ import ml_collections
 import numpy as np
 import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from sbt_jax.models import layout
 
 MESH_AXES = ('data', 'fsdp', 'tensor')
 BATCH_AXES = ('data', 'fsdp')
@@ -46,25 +47,12 @@ def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices: Sequence[Any] | None
                        devices=devices)
 
 
-def _fit_spec(mesh_spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:
-  """Drops mesh axes from dimensions they do not divide (those dimensions replicate)."""
-  fitted = []
-  for dim, axes in zip(shape, tuple(mesh_spec) + (None,) * (len(shape) - len(mesh_spec))):
-    if axes is None:
-      fitted.append(None)
-      continue
-    axes_t = axes if isinstance(axes, tuple) else (axes,)
-    size = int(np.prod([mesh.shape[a] for a in axes_t]))
-    fitted.append(axes if dim % size == 0 else None)
-  return P(*fitted)
-
-
 def state_shardings(boxed_abstract_tree, mesh: Mesh, rules) -> Any:
   """NamedSharding for every leaf of a tree whose params are nn.Partitioned boxes.
 
   The result has the structure of the unboxed tree (what `nn.meta.unbox` gives).
   """
-  rules = _normalized(rules)
+  rules = layout.normalized_rules(rules)
   logical_specs = nn.get_partition_spec(boxed_abstract_tree)
   shapes = nn.meta.unbox(boxed_abstract_tree)
 
@@ -72,40 +60,15 @@ def state_shardings(boxed_abstract_tree, mesh: Mesh, rules) -> Any:
     if isinstance(leaf, optax.MaskedNode):  # optimizer state of a frozen group: no arrays
       return leaf
     mesh_spec = nn.logical_to_mesh_axes(logical, rules) if len(logical) else P()
-    return NamedSharding(mesh, _fit_spec(mesh_spec, leaf.shape, mesh))
+    return NamedSharding(mesh, layout.fit_spec(mesh_spec, leaf.shape, mesh))
 
   return jax.tree.map(to_sharding, logical_specs, shapes,
                       is_leaf=lambda x: isinstance(x, (P, optax.MaskedNode)))
 
 
-def _normalized(rules) -> tuple:
-  return tuple((name, tuple(ax) if isinstance(ax, list) else ax) for name, ax in rules)
-
-
-_ACTIVATIONS = threading.local()  # .value: (mesh, rules) while a step is traced, or None
-
-
-@contextlib.contextmanager
-def activation_sharding(mesh: Mesh, rules):
-  """`constrain` calls traced inside this block lay activations out on `mesh` by `rules`."""
-  previous = getattr(_ACTIVATIONS, 'value', None)
-  _ACTIVATIONS.value = (mesh, _normalized(rules))
-  try:
-    yield
-  finally:
-    _ACTIVATIONS.value = previous
-
-
-def constrain(x, logical_axes: tuple):
-  """`x` pinned to the mesh axes its logical axis names map to (one name per dimension;
-  a mesh axis goes to the first name that claims it, a dimension it does not divide is
-  replicated). A no-op outside `activation_sharding`."""
-  context = getattr(_ACTIVATIONS, 'value', None)
-  if context is None:
-    return x
-  mesh, rules = context
-  spec = _fit_spec(nn.logical_to_mesh_axes(logical_axes, rules), x.shape, mesh)
-  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+# Activation layout (models/layout.py), re-exported for the trainers.
+activation_sharding = layout.activation_sharding
+constrain = layout.constrain
 
 
 def placed_or_replicated(tree, mesh: Mesh) -> Any:

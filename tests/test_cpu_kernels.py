@@ -22,7 +22,7 @@ def _select(monkeypatch, cpu):
 
 def test_selection_follows_the_backend(monkeypatch):
   assert cpu_kernels.enabled() == (jax.default_backend() == 'cpu')
-  for cpu, impl in ((True, 'chunked'), (False, 'xla')):
+  for cpu, impl in ((True, 'chunked'), (False, 'dot_product')):
     _select(monkeypatch, cpu)
     assert attention.resolve_impl('auto') == impl
 

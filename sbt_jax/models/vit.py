@@ -10,9 +10,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sbt_jax import sharding
 from sbt_jax.models import attention as attention_lib
 from sbt_jax.models import cpu_kernels
+from sbt_jax.models import layout
 
 Dtype = Any
 
@@ -114,7 +114,7 @@ class Attention(nn.Module):
         dot_general=matmul_dot_general(self.dtype),
         kernel_init=dense_init('embed', None, 'heads', 'kv'),
         bias_init=zeros_init(None, 'heads', 'kv'))(x_BxLxD)
-    qkv = sharding.constrain(qkv, ('batch', 'length', None, 'heads', 'kv'))
+    qkv = layout.constrain(qkv, ('batch', 'length', None, 'heads', 'kv'))
     q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if queries is not None:
       q_BxLxHxK = q_BxLxHxK[:, slice(*queries)]
@@ -134,7 +134,7 @@ class Attention(nn.Module):
         mask_BxHxLxL = (jnp.arange(s)[None, :] <= i + jnp.arange(l)[:, None])[None, None]
     out_BxLxHxK = attention_lib.attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask_BxHxLxL,
                                           dtype=self.dtype, impl=self.attention_impl)
-    out_BxLxHxK = sharding.constrain(out_BxLxHxK, ('batch', 'length', 'heads', 'kv'))
+    out_BxLxHxK = layout.constrain(out_BxLxHxK, ('batch', 'length', 'heads', 'kv'))
     return nn.DenseGeneral(
         d, axis=(-2, -1), dtype=self.dtype, name='out',
         dot_general=matmul_dot_general(self.dtype),
@@ -151,7 +151,7 @@ class MlpBlock(nn.Module):
   def __call__(self, x_BxLxD):
     d = x_BxLxD.shape[-1]
     h_BxLxM = Dense(self.mlp_dim, self.dtype, 'fc1', ('embed', 'mlp'), ('mlp',))(x_BxLxD)
-    h_BxLxM = sharding.constrain(h_BxLxM, ('batch', 'length', 'mlp'))
+    h_BxLxM = layout.constrain(h_BxLxM, ('batch', 'length', 'mlp'))
     h_BxLxM = gelu(h_BxLxM, self.exact_gelu)
     return Dense(d, self.dtype, 'fc2', ('mlp', 'embed'), ('embed',))(h_BxLxM)
 
@@ -171,7 +171,7 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxLxD, mask=None):
-    x_BxLxD = sharding.constrain(x_BxLxD, ('batch', 'length', 'embed'))
+    x_BxLxD = layout.constrain(x_BxLxD, ('batch', 'length', 'embed'))
     h_BxLxD = layer_norm('ln1', self.ln_eps)(x_BxLxD)
     if self.keep is not None:
       x_BxLxD = x_BxLxD[:, slice(*self.keep)]

@@ -18,7 +18,7 @@ def compile_train_step(train_step, mesh, state_shardings, rules, frozen_sharding
   """jax.jit of train_step(state, frozen, batch, rng): state sharded and donated, frozen
   params as placed (`frozen_shardings`; default replicated) and never donated, the rng
   replicated, the batch split over data x fsdp; activations laid out by `rules`
-  (sharding.constrain in the model code)."""
+  (models/layout.constrain in the model code)."""
   repl = sharding.replicated(mesh)
 
   def step(state, frozen, batch, rng):
