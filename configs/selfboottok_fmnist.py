@@ -11,6 +11,8 @@ so that the whole comparison table trains in about an hour on 2 cores. Variants,
   runlocal  tiny models and a few steps (tests, smoke runs)
   latent    local_tokens='latent' (L extra encoder queries, no OT): the control
   soft      SoftVQ-style global quantizer instead of VQ
+  ema       the aligner's 2D targets from the EMA encoder (a BYOL/DINO-style teacher,
+            optim.ema_decay = 0.999) instead of the same encoder under stop-gradient
   aligner   stage='aligner': a 'small'-ish aligner (width 128, depth 4) in two phases
   titok     the same encoder/decoder as TiTok with G tokens (model.name='titok')
   titok16   TiTok with G + L = 16 tokens (the compress-mode baseline)
@@ -28,7 +30,7 @@ Results on the test split: docs/selfboottok.md, docs/crt.md.
 from configs import common
 from sbt_jax import config_defaults
 
-VARIANTS = ('runlocal', 'latent', 'soft', 'aligner', 'titok', 'titok16', 'crt', 'adv',
+VARIANTS = ('runlocal', 'latent', 'soft', 'ema', 'aligner', 'titok', 'titok16', 'crt', 'adv',
             'finetune')
 
 
@@ -46,6 +48,8 @@ def get_config(arg: str | None = None):
     c.model.local_tokens = 'latent'
   if 'soft' in variants:
     c.model.global_quantizer = 'soft'
+  if 'ema' in variants:
+    c.model.align_targets = 'ema'
   if 'titok' in variants or 'titok16' in variants:
     c.model.name = 'titok'
     c.model.num_global_tokens = 16 if 'titok16' in variants else 8

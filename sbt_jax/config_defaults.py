@@ -310,6 +310,10 @@ def base_config() -> ml_collections.ConfigDict:
   # [SBT] 'ot': local token j = patch features pooled into slot j by an OT plan against
   # prototypes from the global tokens; 'latent': L extra encoder queries (the no-OT control).
   c.model.local_tokens = 'ot'
+  # [SBT] Where the aligner's 2D targets f (align_loss) come from: 'self' (this encoder under
+  # stop-gradient) or 'ema' (a BYOL/DINO-style teacher: the EMA copy of the encoder, the
+  # train state's ema_params at optim.ema_decay; issue 20's self-bootstrapped targets).
+  c.model.align_targets = 'self'
   # [SBT] Bottleneck width of the prototype MLP P = MLP(g_q) (low rank is enough).
   c.model.prototype_hidden = 64
   # [SBT] Add each slot's position (from the generate-side plan, a function of the global
@@ -557,6 +561,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     fail(f'model.name={c.model.name!r}; expected one of {registry.MODEL_NAMES}')
   family = registry.spec(c)
   family.validate(c, fail)
+  if c.model.align_targets != 'self' and 'align_loss' not in dict(family.loss_terms(c)):
+    fail(f'model.align_targets={c.model.align_targets!r}: a {c.model.name!r} tokenizer has no '
+         "align_loss (its 2D targets are SelfBootTok's)")
   _validate_quantizers(c, family, fail)
   _validate_layout(c, family, fail)
   if c.stage == 'aligner':

@@ -42,6 +42,7 @@ from sbt_jax.models import titok
 from sbt_jax.models import vit
 
 LOCAL_TOKENS = ('ot', 'latent')
+ALIGN_TARGETS = ('self', 'ema')
 GLOBAL_QUANTIZERS = ('vq', 'soft')
 
 
@@ -129,6 +130,13 @@ class SelfBootTok(nn.Module):
     if colour_ids is not None:
       aux['colour_ids'] = colour_ids
     return g_q_BxGxT, aux, patches_BxNxD, extra_BxLxD
+
+  def target_features(self, x_BxHxWxC):
+    """The 2D tokens f (B x N x F) that align_loss trains the aligner towards, from these
+    params alone (applied with the EMA params: the teacher of model.align_targets='ema')."""
+    x_BxHxWxC, _ = colour.split_image(x_BxHxWxC, self.geometry)
+    _, patches_BxNxD, _ = self.encoder(x_BxHxWxC)
+    return self.to_local(patches_BxNxD).astype(jnp.float32)
 
   def _local_slots(self, patches_BxNxD, extra_BxLxD, protos_BxLxF):
     """Pre-quantization local tokens (B x L x F), 2D targets f (B x N x F), OT outputs."""

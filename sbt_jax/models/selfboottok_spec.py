@@ -68,6 +68,7 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
     m = config.model
     choices = {'model.global_quantizer': (m.global_quantizer, selfboottok.GLOBAL_QUANTIZERS),
                'model.local_tokens': (m.local_tokens, selfboottok.LOCAL_TOKENS),
+               'model.align_targets': (m.align_targets, selfboottok.ALIGN_TARGETS),
                'model.ot.marginals': (m.ot.marginals, ('uniform', 'unbalanced')),
                'model.ot.plan_grad': (m.ot.plan_grad, ('none', 'unroll'))}
     for key, (value, allowed) in choices.items():
@@ -76,6 +77,9 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
     if m.global_quantizer == 'soft' and m.quantizer != 'vq':
       fail(f"model.global_quantizer='soft' needs model.quantizer='vq' (soft assignment to "
            f'a learned codebook); got {m.quantizer!r}')
+    if m.align_targets == 'ema' and config.optim.ema_decay <= 0:
+      fail("model.align_targets='ema' takes its teacher from the EMA params: set "
+           f'optim.ema_decay > 0 (got {config.optim.ema_decay})')
     if m.num_local_tokens < 1:
       fail(f'model.num_local_tokens={m.num_local_tokens} must be >= 1 for selfboottok')
     if m.ot.epsilon_rel <= 0:

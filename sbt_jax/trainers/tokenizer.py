@@ -24,11 +24,21 @@ from sbt_jax.trainers import crt as crt_lib
 from sbt_jax.trainers import state as state_lib
 
 
+# frozen[TEACHER]: the EMA params whose target_features replace aux['f'] (SelfBootTok with
+# model.align_targets='ema'); train_step puts them there, never differentiated.
+TEACHER = 'align_teacher'
+
+
 def tokenizer_loss(params, frozen, batch, rng=None, *, model, spec, config):
   """Scalar loss, and (metrics, model outputs + 'recon') for one batch in [-1, 1]."""
   x_BxHxWxC = batch['image']
   args = spec.train_args(rng, x_BxHxWxC.shape[0], config)
   recon_BxHxWxC, aux = model.apply({'params': params}, x_BxHxWxC, *args)
+  if TEACHER in frozen:
+    frozen = dict(frozen)
+    teacher = jax.lax.stop_gradient(frozen.pop(TEACHER))
+    aux = {**aux, 'f': model.apply({'params': teacher}, x_BxHxWxC,
+                                   method='target_features')}
   loss, metrics = tokenizer_loss_lib.tokenizer_objective(
       recon_BxHxWxC, aux, x_BxHxWxC, frozen, config=config, spec=spec,
       dtype=model.options.dtype)
@@ -71,6 +81,8 @@ def train_step(state, frozen, batch, rng, *, model, spec, tx, config, crt=None, 
   `adv` (a trainers.adversarial.AdversarialTrainer) adds the generator term and then steps
   the discriminator on this batch's reconstructions."""
   loss_fn = functools.partial(tokenizer_loss, model=model, spec=spec, config=config)
+  if config.model.align_targets == 'ema':
+    frozen = {**frozen, TEACHER: state.ema_params}
   if adv is not None:
     loss_fn = adv.with_generator_term(loss_fn, state.model_state[adv_lib.KEY]['params'],
                                       state.step)

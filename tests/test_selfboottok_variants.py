@@ -1,0 +1,99 @@
+"""Issue 20's SelfBootTok variants, each a config switch that changes what it should and
+nothing else. model.align_targets='ema': the aligner's 2D targets come from the EMA
+params (a BYOL/DINO-style teacher) instead of the same encoder under stop-gradient."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sbt_jax import config_defaults
+from sbt_jax.models import registry
+from sbt_jax.trainers import tokenizer
+from tests import test_selfboottok
+
+
+def _loss_fn(config):
+  model, spec = registry.build_tokenizer(config), registry.spec(config)
+  return model, functools.partial(tokenizer.tokenizer_loss, model=model, spec=spec,
+                                  config=config)
+
+
+@pytest.fixture(scope='module')
+def setup():
+  config = test_selfboottok._config(**{'loss.perceptual_weight': 0.0,
+                                       'model.align_targets': 'ema'})
+  model, loss_fn = _loss_fn(config)
+  x = test_selfboottok._images(4)
+  params = model.init(jax.random.key(0), x)['params']
+  # A teacher that differs from the student (as the EMA does after some steps).
+  teacher = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(1), p.shape),
+                         params)
+  return model, loss_fn, params, teacher, {'image': x}
+
+
+def test_ema_targets_change_only_the_alignment_term(setup):
+  model, loss_fn, params, teacher, batch = setup
+  metrics = jax.jit(lambda p, f: loss_fn(p, f, batch)[1][0])
+  own = metrics(params, {})                              # 'self': f from the student
+  same = metrics(params, {tokenizer.TEACHER: params})    # a teacher equal to the student
+  ema = metrics(params, {tokenizer.TEACHER: teacher})
+  for name in own:
+    np.testing.assert_allclose(same[name], own[name], rtol=1e-6, atol=1e-6, err_msg=name)
+  changed = {n for n in own if not np.allclose(ema[n], own[n], rtol=1e-6, atol=1e-6)}
+  assert changed == {'align_loss', 'loss'}, changed
+  f_teacher = model.apply({'params': teacher}, batch['image'], method='target_features')
+  f_hat = model.apply({'params': params}, batch['image'])[1]['f_hat']
+  from sbt_jax.losses import terms  # pylint: disable=g-import-not-at-top
+  np.testing.assert_allclose(ema['align_loss'], terms.alignment_loss(f_hat, f_teacher),
+                             rtol=1e-5)
+
+
+def test_the_teacher_never_receives_gradients(setup):
+  _, loss_fn, params, teacher, batch = setup
+  grad_teacher = jax.jit(jax.grad(
+      lambda t: loss_fn(params, {tokenizer.TEACHER: t}, batch)[0]))(teacher)
+  assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grad_teacher))
+  # The student's gradient does see the teacher's targets (through align_loss).
+  grad = jax.jit(jax.grad(lambda p, f: loss_fn(p, f, batch)[0]))
+  g_own, g_ema = grad(params, {}), grad(params, {tokenizer.TEACHER: teacher})
+  aligner_diff = max(float(jnp.abs(a - b).max()) for a, b in zip(
+      jax.tree.leaves(g_own['aligner']), jax.tree.leaves(g_ema['aligner'])))
+  assert aligner_diff > 0
+
+
+def test_train_step_feeds_the_ema_params_as_teacher(setup):
+  """The step reads state.ema_params as the teacher; the teacher's update is the EMA rule
+  (no gradient step): ema' = ema + (1 - decay_t) (params' - ema)."""
+  from sbt_jax import sharding  # pylint: disable=g-import-not-at-top
+  from sbt_jax.trainers import setup as setup_lib  # pylint: disable=g-import-not-at-top
+  from sbt_jax.trainers import state as state_lib  # pylint: disable=g-import-not-at-top
+  config = test_selfboottok._config(**{'loss.perceptual_weight': 0.0,
+                                       'model.align_targets': 'ema'})
+  mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
+  task = tokenizer.TokenizerTask(config, mesh)
+  prepared = setup_lib.prepare(task, config, mesh)
+  before = jax.device_get(prepared.state)
+  batch = sharding.global_batch({'image': np.asarray(setup[4]['image'])}, mesh)
+  after, metrics = prepared.step_fn(prepared.state, prepared.frozen, batch, jax.random.key(0))
+  after = jax.device_get(after)
+  rate = 1.0 - float(state_lib.ema_decay_at(before.step, config.optim.ema_decay))
+  expected = jax.tree.map(lambda e, p: e + rate * (p - e), before.ema_params, after.params)
+  for a, b in zip(jax.tree.leaves(after.ema_params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert np.isfinite(metrics['align_loss'])
+
+
+def test_ema_targets_need_the_ema_and_a_selfboottok():
+  c = test_selfboottok._config(**{'model.align_targets': 'ema', 'optim.ema_decay': 0.0})
+  with pytest.raises(ValueError, match='optim.ema_decay'):
+    config_defaults.validate(c)
+  c = test_selfboottok._config(**{'model.align_targets': 'teacher'})
+  with pytest.raises(ValueError, match='model.align_targets'):
+    config_defaults.validate(c)
+  from configs import titok_fmnist  # pylint: disable=g-import-not-at-top
+  c = titok_fmnist.get_config('runlocal')
+  c.model.align_targets = 'ema'
+  with pytest.raises(ValueError, match='no align_loss'):
+    config_defaults.validate(c)
