@@ -64,25 +64,34 @@ def test_the_teacher_never_receives_gradients(setup):
 
 
 def test_train_step_feeds_the_ema_params_as_teacher(setup):
-  """The step reads state.ema_params as the teacher; the teacher's update is the EMA rule
-  (no gradient step): ema' = ema + (1 - decay_t) (params' - ema)."""
+  """The step's align_loss is the one against state.ema_params' targets, and the teacher's
+  own update is the EMA rule (no gradient step): ema' = ema + (1 - decay_t) (params' - ema)."""
   from sbt_jax import sharding  # pylint: disable=g-import-not-at-top
   from sbt_jax.trainers import setup as setup_lib  # pylint: disable=g-import-not-at-top
   from sbt_jax.trainers import state as state_lib  # pylint: disable=g-import-not-at-top
+  _, loss_fn, _, _, batch = setup
   config = test_selfboottok._config(**{'loss.perceptual_weight': 0.0,
                                        'model.align_targets': 'ema'})
   mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
   task = tokenizer.TokenizerTask(config, mesh)
   prepared = setup_lib.prepare(task, config, mesh)
-  before = jax.device_get(prepared.state)
-  batch = sharding.global_batch({'image': np.asarray(setup[4]['image'])}, mesh)
-  after, metrics = prepared.step_fn(prepared.state, prepared.frozen, batch, jax.random.key(0))
+  # A teacher that differs from the student (fresh EMA params equal the params).
+  state = prepared.state.replace(ema_params=jax.tree.map(
+      lambda p: p + 0.05 * jax.random.normal(jax.random.key(1), p.shape),
+      prepared.state.params))
+  before = jax.device_get(state)
+  global_batch = sharding.global_batch({'image': np.asarray(batch['image'])}, mesh)
+  after, metrics = prepared.step_fn(state, prepared.frozen, global_batch, jax.random.key(0))
   after = jax.device_get(after)
+  expect = jax.jit(lambda p, t: loss_fn(p, {tokenizer.TEACHER: t}, batch)[1][0])(
+      before.params, before.ema_params)
+  student = jax.jit(lambda p: loss_fn(p, {}, batch)[1][0])(before.params)
+  np.testing.assert_allclose(metrics['align_loss'], expect['align_loss'], rtol=1e-5)
+  assert abs(float(metrics['align_loss']) - float(student['align_loss'])) > 1e-4
   rate = 1.0 - float(state_lib.ema_decay_at(before.step, config.optim.ema_decay))
   expected = jax.tree.map(lambda e, p: e + rate * (p - e), before.ema_params, after.params)
   for a, b in zip(jax.tree.leaves(after.ema_params), jax.tree.leaves(expected)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-  assert np.isfinite(metrics['align_loss'])
 
 
 def test_ema_targets_need_the_ema_and_a_selfboottok():
