@@ -13,6 +13,8 @@ so that the whole comparison table trains in about an hour on 2 cores. Variants,
   soft      SoftVQ-style global quantizer instead of VQ
   ema       the aligner's 2D targets from the EMA encoder (a BYOL/DINO-style teacher,
             optim.ema_decay = 0.999) instead of the same encoder under stop-gradient
+  softlocal generate mode decodes softmax(aligner logits) @ local codebook (no local ids),
+            and the decoder trains on exactly that (loss.w_generate = 1)
   aligner   stage='aligner': a 'small'-ish aligner (width 128, depth 4) in two phases
   titok     the same encoder/decoder as TiTok with G tokens (model.name='titok')
   titok16   TiTok with G + L = 16 tokens (the compress-mode baseline)
@@ -30,7 +32,7 @@ Results on the test split: docs/selfboottok.md, docs/crt.md.
 from configs import common
 from sbt_jax import config_defaults
 
-VARIANTS = ('runlocal', 'latent', 'soft', 'ema', 'aligner', 'titok', 'titok16', 'crt', 'adv',
+VARIANTS = ('runlocal', 'latent', 'soft', 'ema', 'softlocal', 'aligner', 'titok', 'titok16', 'crt', 'adv',
             'finetune')
 
 
@@ -50,6 +52,9 @@ def get_config(arg: str | None = None):
     c.model.global_quantizer = 'soft'
   if 'ema' in variants:
     c.model.align_targets = 'ema'
+  if 'softlocal' in variants:
+    c.model.generate_local = 'soft'
+    c.loss.w_generate = 1.0
   if 'titok' in variants or 'titok16' in variants:
     c.model.name = 'titok'
     c.model.num_global_tokens = 16 if 'titok16' in variants else 8

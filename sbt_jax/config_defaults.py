@@ -314,6 +314,12 @@ def base_config() -> ml_collections.ConfigDict:
   # stop-gradient) or 'ema' (a BYOL/DINO-style teacher: the EMA copy of the encoder, the
   # train state's ema_params at optim.ema_decay; issue 20's self-bootstrapped targets).
   c.model.align_targets = 'self'
+  # [SBT] Generate mode's local tokens: 'ids' (the aligner's argmax or sampled local ids,
+  # looked up in the local codebook) or 'soft' (softmax(aligner logits) @ local codebook:
+  # continuous, no local ids; the generate-mode reconstruction, loss.w_generate, trains the
+  # decoder on exactly these; ignores the sampling temperature; issue 20's soft-quantized
+  # reading).
+  c.model.generate_local = 'ids'
   # [SBT] Bottleneck width of the prototype MLP P = MLP(g_q) (low rank is enough).
   c.model.prototype_hidden = 64
   # [SBT] Add each slot's position (from the generate-side plan, a function of the global

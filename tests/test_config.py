@@ -116,6 +116,7 @@ def test_imagenet_configs_match_the_paper_sizes(variant, tokens, width):
 @pytest.mark.parametrize('module,variant', [
     ('selfboottok_fmnist', None), ('selfboottok_fmnist', 'latent'),
     ('selfboottok_fmnist', 'soft'), ('selfboottok_fmnist', 'ema'),
+    ('selfboottok_fmnist', 'softlocal'),
     ('selfboottok_fmnist', 'titok16'),
     ('selfboottok_fmnist', 'aligner'), ('selfboottok_imagenet256', None),
     ('selfboottok_imagenet256', 'aligner_l'), ('selfboottok_imagenet256', 'soft,runlocal'),

@@ -106,3 +106,62 @@ def test_ema_targets_need_the_ema_and_a_selfboottok():
   c.model.align_targets = 'ema'
   with pytest.raises(ValueError, match='no align_loss'):
     config_defaults.validate(c)
+
+
+# --- model.generate_local='soft' -------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def soft_and_ids_models():
+  config = test_selfboottok._config(**{'loss.w_generate': 1.0})
+  x = test_selfboottok._images(4)
+  ids_model = registry.build_tokenizer(config)
+  config.model.generate_local = 'soft'
+  soft_model = registry.build_tokenizer(config)
+  params = ids_model.init(jax.random.key(0), x)['params']
+  return ids_model, soft_model, params, x
+
+
+def test_soft_local_tokens_are_a_function_of_the_global_ids_only(soft_and_ids_models):
+  """Generate mode decodes softmax(aligner logits) @ codebook: no sampling (rng and
+  temperature change nothing), the same image for the same global ids."""
+  _, soft, params, x = soft_and_ids_models
+  decode = jax.jit(lambda g, rng, t: soft.apply({'params': params}, g, rng, t,
+                                                method='decode_generate')[0],
+                   static_argnums=2)
+  g, _ = soft.apply({'params': params}, x, method='encode')
+  image = decode(g, jax.random.key(0), 0.0)
+  np.testing.assert_array_equal(decode(g, jax.random.key(5), 1.0), image)
+  np.testing.assert_array_equal(decode(jnp.concatenate([g[1:], g[:1]]), jax.random.key(0),
+                                       0.0)[-1], image[0])  # per image, order-free
+
+  def by_hand(m):
+    logits = m.local_logits(g)
+    q = jax.nn.softmax(logits) @ m.local_quantizer.normalized_codebook()
+    g_q = m.quantizer.lookup(g)
+    return m._decode(g_q, q, None)  # pylint: disable=protected-access
+  np.testing.assert_allclose(image, soft.apply({'params': params}, method=by_hand),
+                             atol=1e-5)
+
+
+def test_soft_local_tokens_change_only_generate_mode(soft_and_ids_models):
+  ids_model, soft, params, x = soft_and_ids_models
+  run = lambda m, method, *a: jax.jit(  # pylint: disable=unnecessary-lambda-assignment
+      lambda p, *b: m.apply({'params': p}, *b, method=method))(params, *a)
+  g_ids, l_ids = run(ids_model, 'encode', x)
+  g_soft, l_soft = run(soft, 'encode', x)
+  np.testing.assert_array_equal(g_ids, g_soft)
+  np.testing.assert_array_equal(l_ids, l_soft)
+  np.testing.assert_array_equal(run(ids_model, 'decode_compress', g_ids, l_ids),
+                                run(soft, 'decode_compress', g_ids, l_ids))
+  # Training outputs: everything equal but the generate-mode reconstruction.
+  (r_ids, aux_ids), (r_soft, aux_soft) = (jax.jit(m.apply)({'params': params}, x)
+                                          for m in (ids_model, soft))
+  np.testing.assert_array_equal(r_ids, r_soft)
+  for key in aux_ids:
+    if key != 'recon_generate':
+      np.testing.assert_array_equal(aux_ids[key], aux_soft[key], err_msg=key)
+  assert float(jnp.abs(aux_ids['recon_generate'] - aux_soft['recon_generate']).max()) > 0
+  # ... and the soft one is what decode_generate returns (trained on what it decodes).
+  generated = run(soft, 'decode_generate', g_soft)[0]
+  np.testing.assert_allclose(aux_soft['recon_generate'], generated, atol=1e-5)

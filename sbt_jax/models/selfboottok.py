@@ -43,6 +43,7 @@ from sbt_jax.models import vit
 
 LOCAL_TOKENS = ('ot', 'latent')
 ALIGN_TARGETS = ('self', 'ema')
+GENERATE_LOCAL = ('ids', 'soft')
 GLOBAL_QUANTIZERS = ('vq', 'soft')
 
 
@@ -85,6 +86,8 @@ class SelfBootTok(nn.Module):
   generate_recon: bool = False
   # Every codebook's quantizer ('vq' or 'fsq'); global_quantizer='soft' overrides the global.
   quantizer_kind: str = 'vq'
+  # Generate mode's local tokens: 'ids' or 'soft' (config.model.generate_local).
+  generate_local: str = 'ids'
   options: options_lib.TransformerOptions = options_lib.TransformerOptions()
 
   @property
@@ -162,6 +165,17 @@ class SelfBootTok(nn.Module):
     x_BxHxWxC = self.decoder(tokens, plan_BxNxL if self.slot_positions else None)
     return colour.add_back(x_BxHxWxC, colour_ids_BxC, self.geometry)
 
+  def _generate_local(self, logits_BxLxK, rng=None, temperature: float = 1.0):
+    """Generate mode's local tokens (B x L x F) and local ids: the chosen ids looked up
+    ('ids'), or softmax(logits) @ the local codebook ('soft'; its ids are the argmax, for
+    reporting only: the decoder never sees them)."""
+    if self.generate_local == 'soft':
+      probs_BxLxK = jax.nn.softmax(logits_BxLxK, axis=-1)
+      return (probs_BxLxK @ self.local_quantizer.normalized_codebook(),
+              jnp.argmax(logits_BxLxK, axis=-1))
+    local_ids = self.choose_local_ids(logits_BxLxK, rng, temperature)
+    return self.local_quantizer.lookup(local_ids), local_ids
+
   @staticmethod
   def choose_local_ids(logits_BxLxK, rng=None, temperature: float = 1.0):
     """argmax (rng None or temperature 0) or a sample from softmax(logits / temperature)."""
@@ -216,9 +230,8 @@ class SelfBootTok(nn.Module):
     global_ids_BxG, colour_ids = colour.split_ids(global_ids_BxG, self.geometry)
     g_q = self.quantizer.lookup(global_ids_BxG)
     logits, _, plan = self._predict_local(g_q, self.prototypes(g_q))
-    local_ids = self.choose_local_ids(logits, rng, temperature)
-    return (self._decode(g_q, self.local_quantizer.lookup(local_ids), plan, colour_ids),
-            local_ids)
+    l_q, local_ids = self._generate_local(logits, rng, temperature)
+    return self._decode(g_q, l_q, plan, colour_ids), local_ids
 
   def decode_ids(self, ids):
     """Compress-mode decoding from (global ids, local ids) or a [B, G (+ C) + L] array."""
@@ -252,12 +265,14 @@ class SelfBootTok(nn.Module):
     if 'colour_ids' in aux:
       out['colour_ids'] = aux['colour_ids']
     if self.generate_recon:
-      # Straight-through argmax: forward = argmax-id decoding, gradient of the expectation.
       probs = jax.nn.softmax(logits)
       codes = self.local_quantizer.normalized_codebook()
       soft_q = probs @ codes
-      hard_q = jnp.take(codes, jnp.argmax(logits, -1), axis=0)
-      gen_q = soft_q + jax.lax.stop_gradient(hard_q - soft_q)
+      if self.generate_local == 'soft':  # exactly what decode_generate decodes
+        gen_q = soft_q
+      else:  # straight-through argmax: forward = argmax-id decoding, soft gradient
+        hard_q = jnp.take(codes, jnp.argmax(logits, -1), axis=0)
+        gen_q = soft_q + jax.lax.stop_gradient(hard_q - soft_q)
       out['recon_generate'] = self._decode(g_q, gen_q, plan_gen, colour_ids)
     return recon, out
 
@@ -272,6 +287,7 @@ def build(config: ml_collections.ConfigDict, aligner_cfg=None) -> SelfBootTok:
       soft_temperature=m.soft_temperature, soft_straight_through=m.soft_straight_through,
       num_local_tokens=m.num_local_tokens, local_codebook_size=m.local_codebook_size,
       local_token_dim=m.local_token_dim, local_tokens=m.local_tokens,
+      generate_local=m.generate_local,
       prototype_hidden=m.prototype_hidden, slot_positions=m.slot_positions,
       ot=ot_pool.OTConfig.from_config(m.ot),
       encoder_cfg=dict(m.encoder), decoder_cfg=dict(m.decoder),

@@ -69,6 +69,7 @@ class SelfBootTokSpec(spec_lib.TokenizerSpec):
     choices = {'model.global_quantizer': (m.global_quantizer, selfboottok.GLOBAL_QUANTIZERS),
                'model.local_tokens': (m.local_tokens, selfboottok.LOCAL_TOKENS),
                'model.align_targets': (m.align_targets, selfboottok.ALIGN_TARGETS),
+               'model.generate_local': (m.generate_local, selfboottok.GENERATE_LOCAL),
                'model.ot.marginals': (m.ot.marginals, ('uniform', 'unbalanced')),
                'model.ot.plan_grad': (m.ot.plan_grad, ('none', 'unroll'))}
     for key, (value, allowed) in choices.items():
