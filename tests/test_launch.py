@@ -17,7 +17,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ['launch/tpu.sh', 'launch/gpu.sh', 'launch/setup.sh', 'launch/python_env.sh', '.ci/run',
            'benchmarks/run_all.sh', 'benchmarks/run_steps.sh', 'benchmarks/adversarial_fmnist.sh',
-           'benchmarks/selfboottok_seeds.sh', 'benchmarks/official_side_by_side.sh',
+           'benchmarks/selfboottok_seeds.sh', 'benchmarks/selfboottok_variants.sh',
+           'benchmarks/official_side_by_side.sh',
            'benchmarks/accelerator_check.sh']
 
 
