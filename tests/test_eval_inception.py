@@ -78,6 +78,20 @@ def test_loads_npz_and_torch_files_and_gives_pool3(weights):
   np.testing.assert_allclose(np.asarray(rgb), pool3, rtol=1e-5, atol=1e-5)
 
 
+def test_each_weights_file_is_read_once(weights, monkeypatch):
+  """A 100 MB gs:// weights file is fetched once, whatever its format."""
+  flat, paths = weights
+  reads = []
+  real = torch_checkpoint.paths.read_bytes
+  monkeypatch.setattr(torch_checkpoint.paths, 'read_bytes',
+                      lambda p: reads.append(p) or real(p))
+  for fmt, path in paths.items():
+    reads.clear()
+    loaded = inception.load_flat_params(path)
+    assert reads == [path], fmt
+    np.testing.assert_array_equal(loaded['fc/bias'], flat['fc/bias'], err_msg=fmt)
+
+
 def test_converter_cli_writes_loadable_npz(weights, tmp_path, capsys):
   flat, paths = weights
   out = str(tmp_path / 'converted.npz')

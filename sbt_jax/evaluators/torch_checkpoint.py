@@ -159,10 +159,14 @@ def _read_legacy(f) -> dict:
   return _materialize(obj, storages)
 
 
-def read_torch(path: str) -> dict[str, np.ndarray]:
-  """A torch .pth state dict -> {name: numpy array}; TorchFormatError names the file."""
+def read_torch(path: str, data: bytes | None = None) -> dict[str, np.ndarray]:
+  """A torch .pth state dict -> {name: numpy array}; TorchFormatError names the file.
+
+  `data`: the file's bytes when the caller has read them already (the file is read once).
+  """
   try:
-    data = paths.read_bytes(path)
+    if data is None:
+      data = paths.read_bytes(path)
     if zipfile.is_zipfile(io.BytesIO(data)):
       return _read_zip(io.BytesIO(data))
     return _read_legacy(io.BytesIO(data))
@@ -280,8 +284,9 @@ class WeightsFileError(ValueError):
   """A weights file that is unreadable or does not match the network."""
 
 
-def _read_npz(path: str, to_flax) -> dict[str, np.ndarray]:
-  flat = paths.load_npz(path)
+def _read_npz(data: bytes, to_flax) -> dict[str, np.ndarray]:
+  with np.load(io.BytesIO(data)) as npz:
+    flat = {k: npz[k] for k in npz.files}
   if flat and all('/' not in k and '.' in k for k in flat):  # a torch state dict saved as npz
     flat = to_flax(flat)
   return flat
@@ -299,8 +304,8 @@ def read_weights(path: str, to_flax, *, what: str, how: str) -> dict[str, np.nda
       with zipfile.ZipFile(io.BytesIO(data)) as zf:
         is_npz = any(n.endswith('.npy') for n in zf.namelist())
       if is_npz:
-        return _read_npz(path, to_flax)
-    return to_flax(read_torch(path))
+        return _read_npz(data, to_flax)
+    return to_flax(read_torch(path, data))
   except TorchFormatError as e:
     raise WeightsFileError(f'{what} {e}') from None
   except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
