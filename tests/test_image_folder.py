@@ -181,6 +181,32 @@ def test_corrupt_files_are_skipped_and_counted_or_strict(tmp_path, caplog, monke
     strict[1]  # pylint: disable=pointless-statement
 
 
+def test_each_folder_is_checked_once_and_large_ones_when_read(tmp_path, monkeypatch):
+  decoded = []
+  real = image_folder._decode
+  monkeypatch.setattr(image_folder, '_decode', lambda p: decoded.append(str(p)) or real(p))
+  root = _folder(tmp_path / 'data', {'train/a.png': 10, 'train/b.png': 20, 'val/c.png': 30})
+  for _ in range(2):  # Train and eval sources rebuilt in turn: each folder decoded once.
+    pipeline.make_source(_cfg(root), 'train')
+    pipeline.make_source(_cfg(root), 'validation')
+  assert sorted(decoded) == sorted(str(root / n) for n in ('train/a.png', 'train/b.png',
+                                                           'val/c.png'))
+
+  # More files than CHECK_MAX_FILES: nothing decoded up front; a bad file is skipped and
+  # counted when read, or (strict) an error naming it then.
+  monkeypatch.setattr(image_folder, 'CHECK_MAX_FILES', 2)
+  (root / 'train' / 'broken.png').write_bytes(b'not a png')
+  decoded.clear()
+  lenient = pipeline.make_source(_cfg(root), 'train')
+  strict = pipeline.make_source(_cfg(root, strict_images=True), 'train')
+  assert decoded == [] and len(lenient) == 3
+  before = image_folder.num_skipped()
+  assert _values(pipeline.preprocess(lenient[2], 8, 1)['image'][None]) == [10]  # Wraps to a.
+  assert image_folder.num_skipped() == before + 1
+  with pytest.raises(image_folder.ImageFilesError, match=r'broken.png \(not an image file\)'):
+    strict[2]  # pylint: disable=pointless-statement
+
+
 def test_resume_is_bit_exact_with_labels_and_crops(tmp_path):
   root = tmp_path / 'data'
   for i, label in enumerate('aabbccd'):  # Gradients wider than high: the crops show.

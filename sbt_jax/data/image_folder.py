@@ -13,9 +13,10 @@ get label 0.
 `decode_images` decodes a list of files once, in threads, and reports every file that is
 not a readable image (missing, empty, truncated, not an image whatever its name);
 `check_decoded` turns that report into one error naming all of them. A folder source checks
-its files when built: with strict=True (data.strict_images) a bad file is an ImageFilesError
-naming it, else it is skipped, logged (named the first NAMED_SKIPS times) and counted
-(`num_skipped`); so is a file that fails later, when it is read again.
+its files when built (up to CHECK_MAX_FILES files; a larger folder is checked as it is read):
+with strict=True (data.strict_images) a bad file is an ImageFilesError naming it, else it is
+skipped, logged (named the first NAMED_SKIPS times) and counted (`num_skipped`); so is a file
+that fails later, when it is read again.
 """
 import concurrent.futures
 import os
@@ -34,6 +35,9 @@ _GRAY_MODES = ('1', 'L', 'LA', 'I', 'I;16', 'F')
 # ImageFolderSource keeps a folder's decoded images in memory up to this size (the check
 # decodes each once anyway); a larger folder is decoded again on every access.
 KEEP_DECODED_BYTES = 512 << 20
+# A folder with more files than this is not checked up front (decoding ImageNet's 1.28M
+# files at every start would take hours): each file is checked when it is read.
+CHECK_MAX_FILES = 100_000
 # Skipped files named in the log, one warning each; after that, only the running count.
 NAMED_SKIPS = 10
 
@@ -171,14 +175,21 @@ def _warn_once(message: str) -> None:
     logging.warning(message)
 
 
-# (root, fingerprint of the files) -> (decoded images or None, problems) of the folder
-# checked last, so rebuilding the source (train, eval, counting) checks it once.
+# Fingerprint of a folder's files -> (decoded images or None, problems), for the last
+# _CHECKED_FOLDERS folders checked, so rebuilding a source (train, eval, counting) checks
+# each folder once per process.
 _checked_folder: dict = {}
+_CHECKED_FOLDERS = 4
 
 
 def _check_folder(files: list[epath.Path], strict: bool):
   """(readable files, their decoded images or None if too large to keep); a bad file is an
-  ImageFilesError (strict) or skipped, logged and counted (once per change of the files)."""
+  ImageFilesError (strict) or skipped, logged and counted (once per change of the files).
+  A folder of more than CHECK_MAX_FILES files is returned unchecked (checked when read)."""
+  if len(files) > CHECK_MAX_FILES:
+    _warn_once(f'{len(files)} image files under {str(files[0].parent)!r} (more than '
+               f'{CHECK_MAX_FILES}): each is checked when read, not up front.')
+    return files, None
   stats = [p.stat() for p in files]
   key = tuple((str(p), s.length, s.mtime) for p, s in zip(files, stats))
   if key not in _checked_folder:
@@ -188,7 +199,8 @@ def _check_folder(files: list[epath.Path], strict: bool):
         image.setflags(write=False)  # Shared by every access (and thread).
     if problems and not strict:
       _skip(problems)
-    _checked_folder.clear()
+    while len(_checked_folder) >= _CHECKED_FOLDERS:
+      del _checked_folder[next(iter(_checked_folder))]  # The oldest.
     _checked_folder[key] = images, problems
   images, problems = _checked_folder[key]
   if problems and (strict or len(problems) == len(files)):
@@ -253,9 +265,9 @@ class ImageFolderSource:
 
   Grayscale files give C=1, everything else (palette, RGBA, CMYK, ...) C=3. The label is
   the index in `classes` of the image's top folder under `folder` (0 for an image directly
-  in `folder`, or if `classes` is empty). Building it decodes every file once (in threads):
-  a bad file is an ImageFilesError (a ValueError) naming it with strict=True, else it is
-  skipped (module docstring). The decoded images are kept if they take at most
+  in `folder`, or if `classes` is empty). Building it decodes every file once (in threads;
+  not for more than CHECK_MAX_FILES files): a bad file is an ImageFilesError (a ValueError)
+  naming it with strict=True, else it is skipped (module docstring). The decoded images are kept if they take at most
   KEEP_DECODED_BYTES, else each access decodes its file again; a file that fails then is
   replaced by the next readable one. Safe to read from many threads.
   """
