@@ -6,28 +6,24 @@
 #   bash benchmarks/adversarial_fmnist.sh [SEED ...]   # then: python benchmarks/adversarial_table.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
-ROOT=$(realpath -m "${ADV_ROOT:-workdirs/adv}")
-CFG=configs/selfboottok_fmnist.py
-SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(0 1 2)
 
-source benchmarks/run_steps.sh
+source benchmarks/run_steps.sh "$@"
 
-mkdir -p "$ROOT"
+mkdir -p "$ADV_ROOT"
 for s in "${SEEDS[@]}"; do
-  base=$ROOT/titok8_s$s adv=$ROOT/titok8_adv_s$s ft=$ROOT/titok8_ft_s$s
+  base=$ADV_ROOT/titok8_s$s adv=$ADV_ROOT/titok8_adv_s$s ft=$ADV_ROOT/titok8_ft_s$s
   train "$base" --config "$CFG:titok" --config.seed="$s"
   train "$adv" --config "$CFG:titok,adv" --config.seed="$s"
   train "$ft" --config "$CFG:titok,finetune" --config.seed="$s" \
       --config.train.init_from="$base"
   for w in "$base" "$adv" "$ft"; do evaluate "$w" test_all; done
   for w in "$base" "$adv"; do
-    gen=$ROOT/gen_$(basename "$w")
+    gen=$ADV_ROOT/gen_$(basename "$w")
     generator "$gen" "$s" "$w"
     gfd "$gen" "$s"
   done
   # The fine-tune's encoder and quantizer are the base run's: same ids, so the base run's
   # generator serves it; only the decoder differs.
-  gfd "$ROOT/gen_titok8_s$s" "$s" "$ft"
+  gfd "$ADV_ROOT/gen_titok8_s$s" "$s" "$ft"
 done
 echo "== $(date -u +%H:%M) done"

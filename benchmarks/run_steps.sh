@@ -1,8 +1,18 @@
 # shellcheck shell=bash
 # Resumable steps of the multi-seed experiments (sourced by adversarial_fmnist.sh and
 # selfboottok_seeds.sh): each step is skipped once its output exists, and an interrupted
-# training run resumes from its checkpoint. Needs PY (the python to run); gFD records go to
-# RESULTS (default benchmarks/results.jsonl).
+# training run resumes from its checkpoint. gFD records go to RESULTS (default
+# benchmarks/results.jsonl). A driver runs `source benchmarks/run_steps.sh "$@"` from the
+# repository root, which also sets the variables below.
+
+# shellcheck disable=SC2034  # Used by the drivers that source this file.
+{
+PY=${PYTHON:-.venv/bin/python}                               # the python that runs each step
+CFG=configs/selfboottok_fmnist.py                            # the tokenizer config of every run
+SEEDS_ROOT=$(realpath -m "${SEEDS_ROOT:-workdirs/seeds}")    # issue 20's runs
+ADV_ROOT=$(realpath -m "${ADV_ROOT:-workdirs/adv}")          # issue 18's runs
+SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(0 1 2)        # the driver's arguments
+}
 
 train() {  # train WORKDIR ARGS...: skipped once the run wrote eval_final.json
   local w=$1; shift

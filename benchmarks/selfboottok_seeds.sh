@@ -8,18 +8,13 @@
 #   bash benchmarks/selfboottok_seeds.sh [SEED ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
-ROOT=$(realpath -m "${SEEDS_ROOT:-workdirs/seeds}")
-ADV=$(realpath -m "${ADV_ROOT:-workdirs/adv}")
-CFG=configs/selfboottok_fmnist.py
-SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(0 1 2)
 
-source benchmarks/run_steps.sh
+source benchmarks/run_steps.sh "$@"
 
-mkdir -p "$ROOT" "$ADV"
+mkdir -p "$SEEDS_ROOT" "$ADV_ROOT"
 for s in "${SEEDS[@]}"; do
-  titok8=$ADV/titok8_s$s titok16=$ROOT/titok16_s$s
-  ot=$ROOT/sbt_ot_s$s latent=$ROOT/sbt_latent_s$s
+  titok8=$ADV_ROOT/titok8_s$s titok16=$SEEDS_ROOT/titok16_s$s
+  ot=$SEEDS_ROOT/sbt_ot_s$s latent=$SEEDS_ROOT/sbt_latent_s$s
   train "$titok8" --config "$CFG:titok" --config.seed="$s"
   train "$titok16" --config "$CFG:titok16" --config.seed="$s"
   train "$ot" --config "$CFG" --config.seed="$s"

@@ -12,38 +12,34 @@
 #   bash benchmarks/selfboottok_variants.sh [SEED ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
-ROOT=$(realpath -m "${SEEDS_ROOT:-workdirs/seeds}")
-CFG=configs/selfboottok_fmnist.py
-SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(0 1 2)
 
-source benchmarks/run_steps.sh
+source benchmarks/run_steps.sh "$@"
 
 for s in "${SEEDS[@]}"; do
-  ot=$ROOT/sbt_ot_s$s
+  ot=$SEEDS_ROOT/sbt_ot_s$s
   [ -f "$ot/eval_final.json" ] || { echo "missing $ot: run selfboottok_seeds.sh $s first" >&2; exit 2; }
   for v in ema softlocal; do
-    w=$ROOT/sbt_${v}_s$s
+    w=$SEEDS_ROOT/sbt_${v}_s$s
     train "$w" --config "$CFG:$v" --config.seed="$s"
     evaluate "$w" test_all
     evaluate "$w" test_all_generate --mode generate
-    generator "$ROOT/gen_sbt_${v}_s$s" "$s" "$w"
-    gfd "$ROOT/gen_sbt_${v}_s$s" "$s"
+    generator "$SEEDS_ROOT/gen_sbt_${v}_s$s" "$s" "$w"
+    gfd "$SEEDS_ROOT/gen_sbt_${v}_s$s" "$s"
   done
-  ft=$ROOT/sbt_ot_ft_s$s
+  ft=$SEEDS_ROOT/sbt_ot_ft_s$s
   train "$ft" --config "$CFG:finetune" --config.seed="$s" --config.train.init_from="$ot"
   evaluate "$ft" test_all
   evaluate "$ft" test_all_generate --mode generate
-  gfd "$ROOT/gen_sbt_ot_s$s" "$s" "$ft"
-  al=$ROOT/sbt_ot_aligner_s$s
+  gfd "$SEEDS_ROOT/gen_sbt_ot_s$s" "$s" "$ft"
+  al=$SEEDS_ROOT/sbt_ot_aligner_s$s
   train "$al" --config "$CFG:aligner" --config.seed="$s" --config.aligner.tokenizer_workdir="$ot"
   evaluate "$ot" "test_all_generate_aligner_t1" --mode generate --aligner_workdir "$al" \
       --temperature 1
-  if [ ! -f "$ROOT/gen_sbt_ot_s$s/eval_fd/n10000_aligner/results.json" ]; then
-    echo "== $(date -u +%H:%M) gFD $ROOT/gen_sbt_ot_s$s aligner $al"
-    "$PY" benchmarks/generator_fd.py --gen_workdirs "$ROOT/gen_sbt_ot_s$s" --num_samples 10000 \
+  if [ ! -f "$SEEDS_ROOT/gen_sbt_ot_s$s/eval_fd/n10000_aligner/results.json" ]; then
+    echo "== $(date -u +%H:%M) gFD $SEEDS_ROOT/gen_sbt_ot_s$s aligner $al"
+    "$PY" benchmarks/generator_fd.py --gen_workdirs "$SEEDS_ROOT/gen_sbt_ot_s$s" --num_samples 10000 \
         --seed "$s" --aligner_workdir "$al" --out "${RESULTS:-benchmarks/results.jsonl}" \
-        >> "$ROOT/gen_sbt_ot_s$s.fd.log" 2>&1
+        >> "$SEEDS_ROOT/gen_sbt_ot_s$s.fd.log" 2>&1
   fi
 done
 echo "== $(date -u +%H:%M) done"
