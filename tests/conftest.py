@@ -16,23 +16,29 @@ from tests import fakes  # pylint: disable=g-import-not-at-top
 
 
 @pytest.fixture(scope='session', autouse=True)
-def subprocess_compilation_cache(tmp_path_factory):
-  """A persistent XLA compilation cache for the `python -m sbt_jax...` processes tests start.
+def compilation_cache(tmp_path_factory):
+  """A persistent XLA compilation cache per pytest worker, for this process and the
+  `python -m sbt_jax...` processes tests start.
 
-  Set after JAX was imported here, so this process (and every in-process test) compiles as
-  usual; only child processes read the variable. The command-line tests start processes that
-  compile the same programs one after the other (kill, resume, resume again), and share
-  them through this per-worker folder instead of compiling each again.
+  Many tests compile the same programs (the tiny configs' train and eval steps; the
+  command-line tests' kill, resume, resume again): each is compiled once per worker and read
+  back after that. SBT_JAX_TEST_CACHE=0 turns it off (then only child processes share one).
   """
   if 'JAX_COMPILATION_CACHE_DIR' in os.environ:
     yield os.environ['JAX_COMPILATION_CACHE_DIR']
     return
   path = str(tmp_path_factory.mktemp('jax_compilation_cache'))
   os.environ['JAX_COMPILATION_CACHE_DIR'] = path
+  in_process = os.environ.get('SBT_JAX_TEST_CACHE', '1') != '0'
+  if in_process:
+    jax.config.update('jax_compilation_cache_dir', path)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   try:
     yield path
   finally:
     os.environ.pop('JAX_COMPILATION_CACHE_DIR', None)
+    if in_process:
+      jax.config.update('jax_compilation_cache_dir', None)
 
 
 @pytest.fixture(scope='session')
