@@ -15,10 +15,16 @@ SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(0 1 2)        # the driver's argu
 }
 
 train() {  # train WORKDIR ARGS...: skipped once the run wrote eval_final.json
+  # The run's own end-of-training eval reads TRAIN_EVAL_IMAGES test images (default 1,000;
+  # -1: the config's, e.g. the whole split): the tables' numbers come from `evaluate` below
+  # on the whole split, so evaluating it twice would only cost time. Training is unchanged.
   local w=$1; shift
   [ -f "$w/eval_final.json" ] && return 0
   echo "== $(date -u +%H:%M) train $w"
-  "$PY" -m sbt_jax.main --workdir "$w" "$@" > "$w.log" 2>&1
+  local eval_images=()
+  [ "${TRAIN_EVAL_IMAGES:-1000}" = -1 ] ||
+      eval_images=(--config.train.eval_num_images="${TRAIN_EVAL_IMAGES:-1000}")
+  "$PY" -m sbt_jax.main --workdir "$w" "$@" "${eval_images[@]}" > "$w.log" 2>&1
 }
 
 evaluate() {  # evaluate WORKDIR NAME [ARGS...]: PSNR, SSIM, LPIPS, rFD-VGG, codebook on the
@@ -40,6 +46,7 @@ gfd() {  # gfd GEN_WORKDIR SEED [TOKENIZER_WORKDIR]: gFD-VGG of 10,000 samples
 }
 
 generator() {  # generator GEN_WORKDIR SEED TOKENIZER_WORKDIR: the tables' MaskGIT (2,000 steps)
-  train "$1" --config configs/generator_fmnist.py --config.seed="$2" \
+  # (its eval, validation NLL on cached ids, is cheap: the whole split as in the config)
+  TRAIN_EVAL_IMAGES=-1 train "$1" --config configs/generator_fmnist.py --config.seed="$2" \
       --config.train.num_steps=2000 --config.generator.tokenizer_workdir="$3"
 }

@@ -1,0 +1,164 @@
+"""Issue 20's table: SelfBootTok vs TiTok over seeds (mean +- std), with generator FLOPs.
+
+  python benchmarks/selfboottok_seeds_table.py [--seeds 0,1,2] [--record]
+
+Reads what benchmarks/selfboottok_seeds.sh and selfboottok_variants.sh wrote (nothing is
+recomputed; a row shows the seeds that have finished, n = how many):
+  <run>/eval/<eval>/results.json               PSNR, SSIM, LPIPS, rFD-VGG (whole test split)
+  <gen>/eval_fd/<suffix>/results.json          gFD-VGG of 10,000 class-balanced samples
+and the generator compute that benchmarks/generator.py appended to results.jsonl under
+`selfboottok_seeds/<flops>` (run with --tokenizer_config: compute does not depend on weights;
+the command is in benchmarks/README.md):
+  train_ids/float32 flops_per_step   one MaskGIT train step on cached ids (batch of the config)
+  sample/float32 flops_per_image     sampling + the tokenizer's decode, per image
+Prints a markdown table (std: sample standard deviation, ddof = 1). With --record, appends
+one record per complete row (all seeds) and metric to benchmarks/results.jsonl.
+"""
+import argparse
+import datetime
+import json
+import os
+import shlex
+import statistics
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _ROOT)
+
+from benchmarks import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import throughput  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+SEEDS_ROOT = os.path.join(_ROOT, 'workdirs', 'seeds')
+ADV_ROOT = os.path.join(_ROOT, 'workdirs', 'adv')
+
+# name, label, (root, run), eval name, (generator run, eval_fd suffix), flops record.
+# '{s}' is the seed. The fine-tune shares sbt_ot's global ids, so sbt_ot's generator is
+# decoded by it; the larger aligner is swapped into sbt_ot's generator the same way.
+ROWS = (
+    ('titok8', 'TiTok, G=8', (ADV_ROOT, 'titok8_s{s}'), 'test_all',
+     (ADV_ROOT, 'gen_titok8_s{s}', 'n10000'), 'titok8'),
+    ('titok16', 'TiTok, G+L=16', (SEEDS_ROOT, 'titok16_s{s}'), 'test_all',
+     (SEEDS_ROOT, 'gen_titok16_s{s}', 'n10000'), 'titok16'),
+    ('sbt_ot_compress', "SelfBootTok 'ot', compress (G+L ids stored)",
+     (SEEDS_ROOT, 'sbt_ot_s{s}'), 'test_all', None, None),
+    ('sbt_ot', "SelfBootTok 'ot', generate (G=8 ids)", (SEEDS_ROOT, 'sbt_ot_s{s}'),
+     'test_all_generate', (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000'), 'sbt'),
+    ('sbt_latent', "SelfBootTok 'latent' control, generate", (SEEDS_ROOT, 'sbt_latent_s{s}'),
+     'test_all_generate', (SEEDS_ROOT, 'gen_sbt_latent_s{s}', 'n10000'), 'sbt'),
+    ('sbt_ema', 'SelfBootTok, EMA-teacher targets, generate', (SEEDS_ROOT, 'sbt_ema_s{s}'),
+     'test_all_generate', (SEEDS_ROOT, 'gen_sbt_ema_s{s}', 'n10000'), 'sbt'),
+    ('sbt_softlocal', 'SelfBootTok, soft local tokens, generate',
+     (SEEDS_ROOT, 'sbt_softlocal_s{s}'), 'test_all_generate',
+     (SEEDS_ROOT, 'gen_sbt_softlocal_s{s}', 'n10000'), 'sbt_softlocal'),
+    ('sbt_ot_ft', "SelfBootTok 'ot' + decoder fine-tune with D, generate",
+     (SEEDS_ROOT, 'sbt_ot_ft_s{s}'), 'test_all_generate',
+     (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000_sbt_ot_ft_s{s}'), 'sbt'),
+    ('sbt_ot_aligner', "SelfBootTok 'ot' + larger aligner, local ids sampled T=1",
+     (SEEDS_ROOT, 'sbt_ot_s{s}'), 'test_all_generate_aligner_t1',
+     (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000_aligner'), 'sbt_aligner'),
+)
+RECON = (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('lpips', 'LPIPS'), ('rfd_vgg', 'rFD-VGG'))
+
+
+def _metrics(path):
+  try:
+    with open(path) as f:
+      return json.load(f)['metrics']
+  except FileNotFoundError:
+    return None
+
+
+def seed_values(row, seed):
+  """{metric: value} of one row and seed, or None while any of its files is missing."""
+  _, _, (root, run), eval_name, gen, _ = row
+  recon = _metrics(os.path.join(root, run.format(s=seed), 'eval', eval_name, 'results.json'))
+  if recon is None:
+    return None
+  out = {k: recon[k] for k, _ in RECON}
+  if gen is not None:
+    groot, grun, suffix = gen
+    fd = _metrics(os.path.join(groot, grun.format(s=seed), 'eval_fd', suffix.format(s=seed),
+                               'results.json'))
+    if fd is None:
+      return None
+    (out['gfd_name'], out['gfd_vgg']), = [(k, v) for k, v in fd.items()
+                                          if k.startswith('gfd_vgg')]
+  return out
+
+
+def generator_flops(results_path):
+  """{flops name: (train flops/step, sample flops/image)}: the newest selfboottok_seeds/*
+  records of benchmarks/generator.py."""
+  found = {}
+  if not os.path.exists(results_path):
+    return found
+  with open(results_path) as f:
+    for line in f:
+      r = json.loads(line)
+      parts = r.get('name', '').split('/')
+      if parts[0] != 'selfboottok_seeds' or len(parts) < 4:
+        continue
+      key = (parts[1], parts[2], r['metric'])
+      found[key] = r['value']
+  out = {}
+  for name in {k[0] for k in found}:
+    out[name] = (found.get((name, 'train_ids', 'flops_per_step')),
+                 found.get((name, 'sample', 'flops_per_image')))
+  return out
+
+
+def mean_std(values):
+  return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _g(flops):
+  return '-' if flops is None else f'{flops / 1e9:.3g}'
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--seeds', default='0,1,2')
+  p.add_argument('--out', default=os.path.join(_ROOT, 'benchmarks', 'results.jsonl'))
+  p.add_argument('--record', action='store_true',
+                 help='append records of the rows with every seed to --out')
+  args = p.parse_args(argv)
+  seeds = [int(s) for s in args.seeds.split(',')]
+  flops = generator_flops(args.out)
+  head = (['row', 'n'] + [label for _, label in RECON]
+          + ['gFD-VGG (10k)', 'generator GFLOP / train step', 'GFLOP / sampled image'])
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  command = 'python ' + ' '.join(shlex.quote(a) for a in
+                                 ['benchmarks/selfboottok_seeds_table.py']
+                                 + (argv if argv is not None else sys.argv[1:]))
+  date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+  records = []
+  for row in ROWS:
+    name, label, _, _, gen, flops_name = row
+    runs = [(s, v) for s in seeds if (v := seed_values(row, s)) is not None]
+    metrics = [k for k, _ in RECON] + (['gfd_vgg'] if gen else [])
+    cells = [label, str(len(runs))]
+    for k in metrics:
+      if not runs:
+        cells.append('-')
+        continue
+      m, sd = mean_std([v[k] for _, v in runs])
+      cells.append(f'{m:.4g} ± {sd:.2g}')
+      if args.record and len(runs) == len(seeds):
+        records.append(dict(
+            name=f'selfboottok_seeds_table/{name}',
+            metric=runs[0][1]['gfd_name'] if k == 'gfd_vgg' else k, value=m, std=sd,
+            per_seed=[v[k] for _, v in runs], seeds=seeds, unit='',
+            device=throughput.device_description(), git=records_lib.git_revision(),
+            date=date, command=command))
+    if not gen:
+      cells.append('-')
+    train_f, sample_f = flops.get(flops_name, (None, None)) if gen else (None, None)
+    cells += [_g(train_f), _g(sample_f)]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  print('\n'.join(lines))
+  if records:
+    records_lib.append_records(args.out, records)
+
+
+if __name__ == '__main__':
+  main()
