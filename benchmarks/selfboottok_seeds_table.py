@@ -28,8 +28,7 @@ sys.path.insert(0, _ROOT)
 from benchmarks import records as records_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import throughput  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-SEEDS_ROOT = os.path.join(_ROOT, 'workdirs', 'seeds')
-ADV_ROOT = os.path.join(_ROOT, 'workdirs', 'adv')
+SEEDS_ROOT, ADV_ROOT = 'seeds', 'adv'  # --seeds_root, --adv_root (run_steps.sh's defaults)
 
 # name, label, (root, run), eval name, (generator run, eval_fd suffix), flops record.
 # '{s}' is the seed. The fine-tune shares sbt_ot's global ids, so sbt_ot's generator is
@@ -68,16 +67,17 @@ def _metrics(path):
     return None
 
 
-def seed_values(row, seed):
+def seed_values(row, seed, roots):
   """{metric: value} of one row and seed, or None while any of its files is missing."""
   _, _, (root, run), eval_name, gen, _ = row
-  recon = _metrics(os.path.join(root, run.format(s=seed), 'eval', eval_name, 'results.json'))
+  recon = _metrics(os.path.join(roots[root], run.format(s=seed), 'eval', eval_name,
+                                'results.json'))
   if recon is None:
     return None
   out = {k: recon[k] for k, _ in RECON}
   if gen is not None:
     groot, grun, suffix = gen
-    fd = _metrics(os.path.join(groot, grun.format(s=seed), 'eval_fd', suffix.format(s=seed),
+    fd = _metrics(os.path.join(roots[groot], grun.format(s=seed), 'eval_fd', suffix.format(s=seed),
                                'results.json'))
     if fd is None:
       return None
@@ -118,12 +118,17 @@ def _g(flops):
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--seeds', default='0,1,2')
+  p.add_argument('--seeds_root', default=os.environ.get(
+      'SEEDS_ROOT', os.path.join(_ROOT, 'workdirs', 'seeds')), help="selfboottok_seeds.sh's")
+  p.add_argument('--adv_root', default=os.environ.get(
+      'ADV_ROOT', os.path.join(_ROOT, 'workdirs', 'adv')), help="adversarial_fmnist.sh's")
   p.add_argument('--out', default=os.path.join(_ROOT, 'benchmarks', 'results.jsonl'))
   p.add_argument('--record', action='store_true',
                  help='append records of the rows with every seed to --out')
   args = p.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(',')]
   flops = generator_flops(args.out)
+  roots = {SEEDS_ROOT: args.seeds_root, ADV_ROOT: args.adv_root}
   head = (['row', 'n'] + [label for _, label in RECON]
           + ['gFD-VGG (10k)', 'generator GFLOP / train step', 'GFLOP / sampled image'])
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
@@ -134,7 +139,7 @@ def main(argv=None):
   records = []
   for row in ROWS:
     name, label, _, _, gen, flops_name = row
-    runs = [(s, v) for s in seeds if (v := seed_values(row, s)) is not None]
+    runs = [(s, v) for s in seeds if (v := seed_values(row, s, roots)) is not None]
     metrics = [k for k, _ in RECON] + (['gfd_vgg'] if gen else [])
     cells = [label, str(len(runs))]
     for k in metrics:

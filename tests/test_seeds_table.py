@@ -1,0 +1,50 @@
+"""benchmarks/selfboottok_seeds_table.py: mean +- std over the seeds that finished, FLOPs."""
+import json
+import os
+
+from benchmarks import selfboottok_seeds_table as table
+
+
+def _results(path, metrics):
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, 'results.json'), 'w') as f:
+    json.dump({'metrics': metrics}, f)
+
+
+def _recon(psnr):
+  return {'psnr': psnr, 'ssim': 0.5, 'lpips': 0.3, 'rfd_vgg': 20.0, 'codes_used': 256.0}
+
+
+def test_rows_average_finished_seeds_and_record_only_complete_rows(tmp_path, capsys):
+  seeds_root, adv_root, out = tmp_path / 'seeds', tmp_path / 'adv', tmp_path / 'r.jsonl'
+  for s, (psnr, gfd) in enumerate([(15.0, 20.0), (17.0, 24.0)]):
+    _results(adv_root / f'titok8_s{s}' / 'eval' / 'test_all', _recon(psnr))
+    _results(adv_root / f'gen_titok8_s{s}' / 'eval_fd' / 'n10000',
+             {'gfd_vgg_partial@10000': gfd})
+  # SelfBootTok: seed 0 complete; seed 1 has its reconstruction but no gFD yet.
+  _results(seeds_root / 'sbt_ot_s0' / 'eval' / 'test_all_generate', _recon(14.0))
+  _results(seeds_root / 'gen_sbt_ot_s0' / 'eval_fd' / 'n10000', {'gfd_vgg_partial@10000': 30})
+  _results(seeds_root / 'sbt_ot_s1' / 'eval' / 'test_all_generate', _recon(16.0))
+  with open(out, 'w') as f:
+    for bench, metric, value in [('train_ids', 'flops_per_step', 5.87e9),
+                                 ('sample', 'flops_per_image', 2.84e8),
+                                 ('sample', 'images_per_s', 300.0)]:
+      f.write(json.dumps({'name': f'selfboottok_seeds/titok8/{bench}/float32',
+                          'metric': metric, 'value': value}) + '\n')
+
+  table.main(['--seeds', '0,1', '--seeds_root', str(seeds_root), '--adv_root',
+              str(adv_root), '--out', str(out), '--record'])
+  rows = {line.split(' | ')[0][2:]: line.split(' | ') for line in
+          capsys.readouterr().out.splitlines()[2:]}
+  titok8 = rows['TiTok, G=8']
+  assert titok8[1] == '2' and titok8[2] == '16 ± 1.4' and titok8[6] == '22 ± 2.8'
+  assert titok8[7:] == ['5.87', '0.284 |']
+  sbt = rows["SelfBootTok 'ot', generate (G=8 ids)"]
+  assert sbt[1] == '1' and sbt[2] == '14 ± 0' and sbt[6] == '30 ± 0' and sbt[7] == '-'
+  assert rows['TiTok, G+L=16'][1:3] == ['0', '-']
+
+  with open(out) as f:
+    records = [json.loads(line) for line in f][3:]
+  assert {r['name'] for r in records} == {'selfboottok_seeds_table/titok8'}
+  gfd, = [r for r in records if r['metric'] == 'gfd_vgg_partial@10000']
+  assert gfd['per_seed'] == [20.0, 24.0] and gfd['value'] == 22.0 and gfd['seeds'] == [0, 1]
