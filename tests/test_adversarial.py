@@ -19,6 +19,7 @@ from sbt_jax.models import discriminator
 from sbt_jax.trainers import adversarial as adv_lib
 from sbt_jax.trainers import setup
 from sbt_jax.trainers import tokenizer
+from tests import fakes
 from tests import test_train_step
 
 
@@ -134,7 +135,7 @@ def test_adaptive_max_pool_matches_pytorchs_windows(size):
 def test_discriminator_gives_patch_logits_and_checks_its_size():
   d = discriminator.NLayerDiscriminator(hidden_channels=8, num_stages=2, num_groups=4)
   x = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3), minval=-1, maxval=1)
-  variables = d.init(jax.random.key(1), x)
+  variables = fakes.jit_init(d, jax.random.key(1), x)
   params = nn.meta.unbox(variables)['params']
   logits = d.apply({'params': params}, x)
   assert logits.shape == (2, 16, 16, 1) and logits.dtype == jnp.float32
@@ -282,7 +283,7 @@ def test_discriminator_matches_the_reference_logits():
   params = discriminator.params_from_torch(state_dict, num_stages=2)
   d = discriminator.NLayerDiscriminator(hidden_channels=32, num_stages=2)
   shapes = jax.tree.map(np.shape, nn.meta.unbox(
-      d.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))['params'])
+      fakes.jit_init(d, jax.random.key(0), jnp.zeros((1, 32, 32, 3))))['params'])
   assert jax.tree.map(np.shape, params) == shapes
   for size in (32, 40):  # repeated and overlapping pool windows
     logits = d.apply({'params': params}, jnp.asarray(golden[f'input_{size}']))

@@ -11,11 +11,13 @@ import pytest
 from configs import selfboottok_fmnist
 from sbt_jax import inference
 from sbt_jax import runs
+from sbt_jax.sampling import restored
 from sbt_jax.trainers import loop
+from tests import test_generator_train
 
-# With pytest-xdist, every test that needs the (slow) session fixture tiny_aligner_workdir runs
-# on one worker, which builds it once (`--dist loadgroup` in pyproject.toml).
-pytestmark = pytest.mark.xdist_group('tiny_aligner_workdir')
+# Every test that needs the (slow) session fixture tiny_aligner_workdir is in this module:
+# with pytest-xdist's `--dist loadscope` (pyproject.toml) one worker runs them and builds it
+# once.
 
 
 @pytest.fixture
@@ -125,3 +127,24 @@ def test_generate_mode_cli(tiny_sbt_workdir, aligner_workdir, tmp_path):
           f'--aligner_workdir={aligner_workdir[0]}')
   assert r.returncode == 0, r.stderr[-2000:]
   assert os.path.isfile(tmp_path / 'out' / '00000.png')
+
+
+def test_generator_on_selfboottok_global_ids_with_swapped_aligner(
+    fmnist_data_dir, tiny_sbt_workdir, tiny_aligner_workdir, tmp_path):
+  """A generator over SelfBootTok's G global ids; swapping in an aligner-stage aligner of
+  another size changes the decoded samples, not the generator or its ids."""
+  workdir = str(tmp_path / 'gen_sbt')
+  c = test_generator_train._config(fmnist_data_dir, tiny_sbt_workdir, use_token_cache=False)
+  c.train.eval_every = -1
+  loop.train_and_evaluate(c, workdir)
+  sbt_config = inference.load_config(tiny_sbt_workdir)
+  samples = []
+  for aligner in (None, tiny_aligner_workdir):
+    gen = restored.RestoredGenerator(workdir, aligner_workdir=aligner,
+                                     sampling_overrides={'batch_size': 8})
+    assert gen.adapter.num_tokens == sbt_config.model.num_global_tokens  # G, never G + L
+    samples.append(gen.sample(np.arange(8) % 10, seed=0))
+  (images_a, ids_a), (images_b, ids_b) = samples
+  assert ids_a.shape == (8, sbt_config.model.num_global_tokens)
+  np.testing.assert_array_equal(ids_a, ids_b)  # the same generator, the same global ids
+  assert not np.array_equal(images_a, images_b)  # another aligner: other local ids/images

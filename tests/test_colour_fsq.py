@@ -15,6 +15,7 @@ from sbt_jax.models import colour
 from sbt_jax.models import fsq
 from sbt_jax.models import options as options_lib
 from sbt_jax.models import registry
+from tests import fakes
 
 
 def test_fsq_rounds_each_value_and_ids_are_base_levels_digits():
@@ -76,7 +77,7 @@ def test_colour_ids_follow_the_global_ids_and_round_trip(family):
   model = spec.build(c)
   x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)
   x = x.at[1].multiply(0.2).at[1].add(0.5)  # a second image of another mean colour
-  params = nn.meta.unbox(model.init(jax.random.key(1), x, *spec.train_args(
+  params = nn.meta.unbox(fakes.jit_init(model, jax.random.key(1), x, *spec.train_args(
       jax.random.key(2), 2, c)))['params']
   _, aux = model.apply({'params': params}, x, *spec.train_args(jax.random.key(2), 2, c))
   g = c.model.num_global_tokens
@@ -113,8 +114,8 @@ def test_generators_see_colour_ids_as_global_tokens(family):
   c = rgb_config(family)
   spec = registry.spec(c)
   tok = spec.global_tokenizer(c)
-  params = {'tokenizer': nn.meta.unbox(spec.build(c).init(
-      jax.random.key(1), jnp.zeros((1, 16, 16, 3)),
+  params = {'tokenizer': nn.meta.unbox(fakes.jit_init(
+      spec.build(c), jax.random.key(1), jnp.zeros((1, 16, 16, 3)),
       *spec.train_args(jax.random.key(2), 1, c)))['params']}
   x = jnp.full((2, 16, 16, 3), 0.25)
   ids = tok.encode_global_ids(params, x)
@@ -154,7 +155,7 @@ def test_zero_pixel_head_starts_every_family_at_the_colour(family):
 
   def init(config):
     model = spec.build(config)
-    params = nn.meta.unbox(model.init(jax.random.key(1), x, *spec.train_args(
+    params = nn.meta.unbox(fakes.jit_init(model, jax.random.key(1), x, *spec.train_args(
         jax.random.key(2), 2, config)))['params']
     return model, params
 

@@ -13,6 +13,7 @@ import pytest
 from sbt_jax.models import attention
 from sbt_jax.models import cpu_kernels
 from sbt_jax.models import vit
+from tests import fakes
 
 
 def _select(monkeypatch, cpu):
@@ -93,9 +94,9 @@ def test_layer_norm_matches_flax_layer_norm_values_and_gradients(monkeypatch, cp
   _select(monkeypatch, cpu)
   x = jax.random.normal(jax.random.key(0), (2, 5, 16)) * 3.0 + 1.0
   ours, ref = vit.layer_norm(), nn.LayerNorm(epsilon=1e-6, dtype=jnp.float32)
-  params = nn.meta.unbox(ours.init(jax.random.key(1), x))
+  params = nn.meta.unbox(fakes.jit_init(ours, jax.random.key(1), x))
   params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(3), p.shape), params)
-  chex.assert_trees_all_equal_shapes(params, ref.init(jax.random.key(1), x))
+  chex.assert_trees_all_equal_shapes(params, fakes.jit_init(ref, jax.random.key(1), x))
   w = jax.random.normal(jax.random.key(2), x.shape)
   out = ours.apply(params, x)
   np.testing.assert_allclose(np.asarray(out), np.asarray(ref.apply(params, x)), atol=1e-5)
@@ -111,7 +112,7 @@ def test_dense_forward_is_the_same_float32_product_on_both_paths(monkeypatch):
   for cpu in (True, False):
     _select(monkeypatch, cpu)
     dense = vit.Dense(24, jnp.bfloat16, 'fc', ('embed', 'mlp'), ('mlp',))
-    params = nn.meta.unbox(dense.init(jax.random.key(1), x))
+    params = nn.meta.unbox(fakes.jit_init(dense, jax.random.key(1), x))
     outs.append(dense.apply(params, x))
   assert outs[0].dtype == outs[1].dtype == jnp.float32
   np.testing.assert_array_equal(outs[0], outs[1])
@@ -124,7 +125,7 @@ def _block_out_and_grads(monkeypatch, cpu, dtype):
   block = vit.Block(num_heads=2, mlp_dim=64, dtype=dtype)  # attention_impl='auto'
   x = jax.random.normal(jax.random.key(0), (2, 9, 32)) * 2.0 + 0.5
   mask = jnp.tril(jnp.ones((9, 9), bool))
-  params = nn.meta.unbox(block.init(jax.random.key(1), x, mask))
+  params = nn.meta.unbox(fakes.jit_init(block, jax.random.key(1), x, mask))
   # LayerNorm scale 1 / bias 0 at init would hide mistakes in their gradients' use.
   params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape),
                         params)

@@ -17,6 +17,7 @@ from sbt_jax.sampling import generate
 from sbt_jax.sampling import maskgit
 from sbt_jax.sampling import schedules
 from sbt_jax.trainers import generator as generator_trainer
+from tests import fakes
 
 V, G, C = 16, 6, 4
 
@@ -28,7 +29,7 @@ def _model(kind):
   g.attention_impl = 'xla'  # compiles faster than the CPU default; same math
   model = generator_lib.build_generator(g, V, G)
   length = G + 1 if kind == 'maskgit' else G
-  params = model.init(jax.random.key(0), jnp.zeros((1, length), jnp.int32))['params']
+  params = fakes.jit_init(model, jax.random.key(0), jnp.zeros((1, length), jnp.int32))['params']
   # Larger-than-init weights so logits differ clearly between inputs.
   params = jax.tree.map(lambda p: p * 3.0, params)
   return model, params, g

@@ -177,25 +177,3 @@ def test_missing_tokenizer_is_a_clear_error(fmnist_data_dir, tiny_workdir, tmp_p
   c = _config(fmnist_data_dir, tiny_workdir)
   with pytest.raises(checkpointing.CheckpointError, match=r'step 3 .*available: \[2, 4\]'):
     runs.restore_global_tokenizer(tiny_workdir, sharding.make_mesh(c.mesh), step=3)
-
-
-@pytest.mark.xdist_group('tiny_aligner_workdir')  # built once, on test_aligner_stage's worker
-def test_generator_on_selfboottok_global_ids_with_swapped_aligner(
-    fmnist_data_dir, tiny_sbt_workdir, tiny_aligner_workdir, tmp_path):
-  """A generator over SelfBootTok's G global ids; swapping in an aligner-stage aligner of
-  another size changes the decoded samples, not the generator or its ids."""
-  workdir = str(tmp_path / 'gen_sbt')
-  c = _config(fmnist_data_dir, tiny_sbt_workdir, use_token_cache=False)
-  c.train.eval_every = -1
-  loop.train_and_evaluate(c, workdir)
-  sbt_config = inference.load_config(tiny_sbt_workdir)
-  samples = []
-  for aligner in (None, tiny_aligner_workdir):
-    gen = restored.RestoredGenerator(workdir, aligner_workdir=aligner,
-                                     sampling_overrides={'batch_size': 8})
-    assert gen.adapter.num_tokens == sbt_config.model.num_global_tokens  # G, never G + L
-    samples.append(gen.sample(np.arange(8) % 10, seed=0))
-  (images_a, ids_a), (images_b, ids_b) = samples
-  assert ids_a.shape == (8, sbt_config.model.num_global_tokens)
-  np.testing.assert_array_equal(ids_a, ids_b)  # the same generator, the same global ids
-  assert not np.array_equal(images_a, images_b)  # another aligner: other local ids/images

@@ -11,12 +11,13 @@ import pytest
 from configs import titok_fmnist
 from sbt_jax.models import quantizer as quantizer_lib
 from sbt_jax.models import titok
+from tests import fakes
 
 
 def test_quantizer_picks_nearest_normalised_code_and_passes_gradients():
   vq = quantizer_lib.VectorQuantizer(codebook_size=8, token_dim=4)
   z = jax.random.normal(jax.random.key(1), (2, 3, 4))
-  params = nn.meta.unbox(vq.init(jax.random.key(0), z))
+  params = nn.meta.unbox(fakes.jit_init(vq, jax.random.key(0), z))
   q, aux = vq.apply(params, z)
   codes = np.asarray(quantizer_lib.l2_normalize(params['params']['codebook']))
   zn = np.asarray(quantizer_lib.l2_normalize(z))
@@ -48,7 +49,7 @@ def _model_and_params(dtype='float32'):
   c.model.compute_dtype = dtype
   model = titok.build_tokenizer(c)
   x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1), minval=-1, maxval=1)
-  params = nn.meta.unbox(model.init(jax.random.key(1), x))
+  params = nn.meta.unbox(fakes.jit_init(model, jax.random.key(1), x))
   return c, model, params, x
 
 
@@ -119,7 +120,7 @@ def test_transformer_keep_equals_the_full_output_sliced(remat_policy, scan_layer
                       scan_layers=scan_layers)
   x = jax.random.normal(jax.random.key(0), (2, 7, 16))
   mask = jnp.tril(jnp.ones((7, 7), bool)) if masked else None
-  params = nn.meta.unbox(m.init(jax.random.key(1), x, mask))
+  params = nn.meta.unbox(fakes.jit_init(m, jax.random.key(1), x, mask))
   keep = (2, 5)
   w = jax.random.normal(jax.random.key(2), (2, 3, 16))
 

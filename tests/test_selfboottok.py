@@ -10,6 +10,7 @@ from configs import selfboottok_fmnist
 from sbt_jax import config_defaults
 from sbt_jax import sharding
 from sbt_jax.models import registry
+from tests import fakes
 from tests import test_train_step
 
 
@@ -37,7 +38,7 @@ def test_generate_mode_depends_only_on_global_ids(local_tokens, slot_positions):
   c = _config(**{'model.local_tokens': local_tokens, 'model.slot_positions': slot_positions})
   model = registry.build_tokenizer(c)
   x1 = _images(4, seed=0)
-  params = model.init(jax.random.key(0), x1)['params']
+  params = fakes.jit_init(model, jax.random.key(0), x1)['params']
   jitted = {}
 
   def apply(*args, method):
@@ -82,7 +83,7 @@ def test_train_path_generate_reconstruction_matches_decode_generate():
   c = _config(**{'loss.w_generate': 0.5})
   model = registry.build_tokenizer(c)
   x = _images(4)
-  params = model.init(jax.random.key(0), x)['params']
+  params = fakes.jit_init(model, jax.random.key(0), x)['params']
   _, aux = jax.jit(lambda p: model.apply({'params': p}, x))(params)
   gen, _ = jax.jit(lambda p, ids: model.apply({'params': p}, ids, method='decode_generate'))(
       params, aux['ids'])

@@ -11,6 +11,7 @@ import pytest
 from sbt_jax import config_defaults
 from sbt_jax.models import registry
 from sbt_jax.trainers import tokenizer
+from tests import fakes
 from tests import test_selfboottok
 
 
@@ -26,7 +27,7 @@ def setup():
                                        'model.align_targets': 'ema'})
   model, loss_fn = _loss_fn(config)
   x = test_selfboottok._images(4)
-  params = model.init(jax.random.key(0), x)['params']
+  params = fakes.jit_init(model, jax.random.key(0), x)['params']
   # A teacher that differs from the student (as the EMA does after some steps).
   teacher = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(1), p.shape),
                          params)
@@ -118,7 +119,7 @@ def soft_and_ids_models():
   ids_model = registry.build_tokenizer(config)
   config.model.generate_local = 'soft'
   soft_model = registry.build_tokenizer(config)
-  params = ids_model.init(jax.random.key(0), x)['params']
+  params = fakes.jit_init(ids_model, jax.random.key(0), x)['params']
   return ids_model, soft_model, params, x
 
 

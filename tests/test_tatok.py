@@ -12,6 +12,7 @@ from configs import tatok_fmnist
 from sbt_jax import config_defaults
 from sbt_jax.models import dtf
 from sbt_jax.models import registry
+from tests import fakes
 from tests import test_train_step
 
 
@@ -20,7 +21,7 @@ def model_and_params():
   c = tatok_fmnist.get_config('runlocal')
   model = registry.build_tokenizer(c)
   x = jnp.asarray(test_train_step._batch(6, seed=0)['image'])
-  params = model.init(jax.random.key(0), x, 0.0)['params']
+  params = fakes.jit_init(model, jax.random.key(0), x, 0.0)['params']
   apply = {}
 
   def call(method, *args):
@@ -177,7 +178,7 @@ def test_generator_ignores_padding():
     extra = int(gen_type == 'maskgit')  # MaskGIT's class token sits in front of the ids
     seq = jnp.concatenate([jnp.full((4, extra), 70), ids_BxS], 1)
     valid = jnp.concatenate([jnp.ones((4, extra), bool), valid_BxS], 1)
-    params = model.init(jax.random.key(0), seq)['params']
+    params = fakes.jit_init(model, jax.random.key(0), seq)['params']
     apply = jax.jit(lambda p, s, v: model.apply({'params': p}, s, valid_BxS=v))  # noqa: E731
     other = jnp.where(valid, seq, 7)
     keep = np.asarray(valid)
