@@ -267,9 +267,10 @@ class ImageFolderSource:
   the index in `classes` of the image's top folder under `folder` (0 for an image directly
   in `folder`, or if `classes` is empty). Building it decodes every file once (in threads;
   not for more than CHECK_MAX_FILES files): a bad file is an ImageFilesError (a ValueError)
-  naming it with strict=True, else it is skipped (module docstring). The decoded images are kept if they take at most
-  KEEP_DECODED_BYTES, else each access decodes its file again; a file that fails then is
-  replaced by the next readable one. Safe to read from many threads.
+  naming it with strict=True, else it is skipped (module docstring). The decoded images
+  are kept if they take at most KEEP_DECODED_BYTES, else each access decodes its file
+  again; a file that fails then is replaced by the next readable one. Safe to read from
+  many threads.
   """
 
   def __init__(self, folder, *, classes: Sequence[str] = (), strict: bool = False):
