@@ -6,8 +6,9 @@
       --tokenizer_workdir gs://BUCKET/titok_s128 --batch 256 --sample_batch 250
 
 The tokenizer is a trained run (--tokenizer_workdir) or a config (--tokenizer_config,
-randomly initialised: compute does not depend on the weights). Measured, for the generator
-config as given (type, sizes, sampling settings, dtype):
+randomly initialised: compute does not depend on the weights; a SelfBootTok aligner-stage
+config measures the tokenizer decoding through that stage's aligner). Measured, for the
+generator config as given (type, sizes, sampling settings, dtype):
 
   train_ids     the generator train step on cached ids (forward, backward, AdamW, EMA)
   train_encode  the same step encoding images with the frozen tokenizer inside the step
@@ -71,10 +72,12 @@ def tokenizer_and_params(args, mesh):
     adapter, params, _ = runs.restore_global_tokenizer(args.tokenizer_workdir, mesh)
     return adapter, params
   config = load_config_file(args.tokenizer_config)
-  adapter = registry.spec(config).global_tokenizer(config)
-  params = nn.meta.unbox(adapter.model.init(jax.random.key(0),
-                                            runs.dummy_images(config))['params'])
-  return adapter, {'tokenizer': params}
+  # An aligner-stage config (selfboottok_fmnist.py:aligner): the tokenizer decodes through
+  # that stage's larger aligner, as generator_fd.py --aligner_workdir does.
+  aligner_cfg = config.aligner.model if config.stage == 'aligner' else None
+  adapter = registry.spec(config).global_tokenizer(config, aligner_cfg=aligner_cfg)
+  init = jax.jit(lambda rng: adapter.model.init(rng, runs.dummy_images(config)))
+  return adapter, {'tokenizer': nn.meta.unbox(init(jax.random.key(0))['params'])}
 
 
 def with_xla(config):
@@ -86,7 +89,8 @@ def with_xla(config):
 def with_xla_adapter(adapter):
   c = adapter.config.copy_and_resolve_references()
   c.model.attention_impl = 'xla'
-  return registry.spec(c).global_tokenizer(c)
+  return registry.spec(c).global_tokenizer(
+      c, aligner_cfg=getattr(adapter, 'aligner_cfg', None))  # SelfBootTok's aligner size
 
 
 def train_step_fn(config, adapter):

@@ -28,7 +28,7 @@ class SelfBootTokGlobalTokenizer:
   cache_tag = ''
 
   def __init__(self, config, aligner_cfg=None):
-    self.config = config
+    self.config, self.aligner_cfg = config, aligner_cfg
     self.model = selfboottok.build(config, aligner_cfg)
     self.vocab_size = config.model.codebook_size
     self.num_tokens = spec_lib.num_global_ids(config)  # G (+ C colour ids)
