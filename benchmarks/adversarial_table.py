@@ -52,10 +52,6 @@ def run_values(root, arm, seed) -> dict:
   return out
 
 
-def mean_std(values):
-  return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--root', default=os.path.join(_ROOT, 'workdirs', 'adv'))
@@ -75,7 +71,7 @@ def main(argv=None):
     runs = [run_values(args.root, arm, s) for s in seeds]
     cells = [label]
     for k in metrics:
-      m, s = mean_std([r[k] for r in runs])
+      m, s = records_lib.mean_std([r[k] for r in runs])
       cells.append(f'{m:.4g} ± {s:.2g}')
       records.append(dict(
           name=f'adversarial_table/{arm}', metric=runs[0]['gfd_name'] if k == 'gfd_vgg' else k,

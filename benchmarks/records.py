@@ -1,9 +1,10 @@
-"""The parts of a benchmark record that need no JAX: the CPU, the git revision, and appending
-records to results.jsonl. Used by every benchmark script, including
+"""The parts of a benchmark record that need no JAX: the CPU, the git revision, appending
+records to results.jsonl, and mean +- std over seeds. Used by every benchmark script, including
 torch_reference.py, which runs in a PyTorch environment without JAX."""
 import json
 import os
 import platform
+import statistics
 import subprocess
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,3 +60,8 @@ def last_metric(path: str, key: str):
       if key in m:
         found = (m['step'], m[key])
   return found
+
+
+def mean_std(values):
+  """(mean, sample standard deviation with ddof = 1; 0 for a single value) of `values`."""
+  return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

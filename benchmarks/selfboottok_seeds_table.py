@@ -19,7 +19,6 @@ import datetime
 import json
 import os
 import shlex
-import statistics
 import sys
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,8 +76,8 @@ def seed_values(row, seed, roots):
   out = {k: recon[k] for k, _ in RECON}
   if gen is not None:
     groot, grun, suffix = gen
-    fd = _metrics(os.path.join(roots[groot], grun.format(s=seed), 'eval_fd', suffix.format(s=seed),
-                               'results.json'))
+    fd = _metrics(os.path.join(roots[groot], grun.format(s=seed), 'eval_fd',
+                               suffix.format(s=seed), 'results.json'))
     if fd is None:
       return None
     (out['gfd_name'], out['gfd_vgg']), = [(k, v) for k, v in fd.items()
@@ -105,10 +104,6 @@ def generator_flops(results_path):
     out[name] = (found.get((name, 'train_ids', 'flops_per_step')),
                  found.get((name, 'sample', 'flops_per_image')))
   return out
-
-
-def mean_std(values):
-  return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def _g(flops):
@@ -146,7 +141,7 @@ def main(argv=None):
       if not runs:
         cells.append('-')
         continue
-      m, sd = mean_std([v[k] for _, v in runs])
+      m, sd = records_lib.mean_std([v[k] for _, v in runs])
       cells.append(f'{m:.4g} ± {sd:.2g}')
       if args.record and len(runs) == len(seeds):
         records.append(dict(

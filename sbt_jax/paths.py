@@ -115,10 +115,15 @@ def save_npz(path: str, **arrays) -> None:
   write_bytes(path, buffer.getvalue())
 
 
+def npz_arrays(data: bytes, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+  """Every array of an .npz file's bytes."""
+  with np.load(io.BytesIO(data), allow_pickle=allow_pickle) as npz:
+    return {k: npz[k] for k in npz.files}
+
+
 def load_npz(path: str, allow_pickle: bool = False) -> dict[str, np.ndarray]:
   """Every array of the .npz at `path` (read into memory)."""
-  with np.load(io.BytesIO(read_bytes(path)), allow_pickle=allow_pickle) as data:
-    return {k: data[k] for k in data.files}
+  return npz_arrays(read_bytes(path), allow_pickle)
 
 
 def load_npy_or_npz(path: str):

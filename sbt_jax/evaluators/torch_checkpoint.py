@@ -285,8 +285,7 @@ class WeightsFileError(ValueError):
 
 
 def _read_npz(data: bytes, to_flax) -> dict[str, np.ndarray]:
-  with np.load(io.BytesIO(data)) as npz:
-    flat = {k: npz[k] for k in npz.files}
+  flat = paths.npz_arrays(data)
   if flat and all('/' not in k and '.' in k for k in flat):  # a torch state dict saved as npz
     flat = to_flax(flat)
   return flat
