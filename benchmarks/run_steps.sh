@@ -45,8 +45,9 @@ gfd() {  # gfd GEN_WORKDIR SEED [TOKENIZER_WORKDIR]: gFD-VGG of 10,000 samples
       --out "${RESULTS:-benchmarks/results.jsonl}" "${extra[@]}" >> "$1.fd.log" 2>&1
 }
 
-generator() {  # generator GEN_WORKDIR SEED TOKENIZER_WORKDIR: the tables' MaskGIT (2,000 steps)
-  # (its eval, validation NLL on cached ids, is cheap: the whole split as in the config)
+generator() {  # generator GEN_WORKDIR SEED TOKENIZER_WORKDIR: the tables' MaskGIT (GEN_STEPS,
+  # default 2,000 steps; its eval, validation NLL on cached ids, is cheap: the whole split as
+  # in the config)
   TRAIN_EVAL_IMAGES=-1 train "$1" --config configs/generator_fmnist.py --config.seed="$2" \
-      --config.train.num_steps=2000 --config.generator.tokenizer_workdir="$3"
+      --config.train.num_steps="${GEN_STEPS:-2000}" --config.generator.tokenizer_workdir="$3"
 }

@@ -2,7 +2,8 @@
 
   python benchmarks/selfboottok_seeds_table.py [--seeds 0,1,2] [--record]
 
-Reads what benchmarks/selfboottok_seeds.sh and selfboottok_variants.sh wrote (nothing is
+Reads what benchmarks/selfboottok_seeds.sh, selfboottok_variants.sh and
+selfboottok_horizon.sh (3x the steps; --horizon_variant is its SBT_VARIANT) wrote (nothing is
 recomputed; a row shows the seeds that have finished, n = how many):
   <run>/eval/<eval>/results.json               PSNR, SSIM, LPIPS, rFD-VGG (whole test split)
   <gen>/eval_fd/<suffix>/results.json          gFD-VGG of 10,000 class-balanced samples
@@ -55,6 +56,21 @@ ROWS = (
      (SEEDS_ROOT, 'sbt_ot_s{s}'), 'test_all_generate_aligner_t1',
      (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000_aligner'), 'sbt_aligner'),
 )
+
+
+def horizon_rows(variant):
+  """The longer horizon (benchmarks/selfboottok_horizon.sh, 3x the steps): TiTok-8 and the
+  SelfBootTok reading SBT_VARIANT=variant ('ot': the default config)."""
+  flops = 'sbt_softlocal' if variant == 'softlocal' else 'sbt'
+  return (
+      ('titok8_3x', 'TiTok, G=8, 3x steps', (SEEDS_ROOT, 'titok8_3x_s{s}'), 'test_all',
+       (SEEDS_ROOT, 'gen_titok8_3x_s{s}', 'n10000'), 'titok8'),
+      (f'sbt_{variant}_3x', f"SelfBootTok '{variant}', generate, 3x steps",
+       (SEEDS_ROOT, f'sbt_{variant}_3x_s{{s}}'), 'test_all_generate',
+       (SEEDS_ROOT, f'gen_sbt_{variant}_3x_s{{s}}', 'n10000'), flops),
+  )
+
+
 RECON = (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('lpips', 'LPIPS'), ('rfd_vgg', 'rFD-VGG'))
 
 
@@ -118,6 +134,8 @@ def main(argv=None):
   p.add_argument('--adv_root', default=os.environ.get(
       'ADV_ROOT', os.path.join(_ROOT, 'workdirs', 'adv')), help="adversarial_fmnist.sh's")
   p.add_argument('--out', default=os.path.join(_ROOT, 'benchmarks', 'results.jsonl'))
+  p.add_argument('--horizon_variant', default='ot',
+                 help="selfboottok_horizon.sh's SBT_VARIANT ('ot': the default config)")
   p.add_argument('--record', action='store_true',
                  help='append records of the rows with every seed to --out')
   args = p.parse_args(argv)
@@ -132,7 +150,7 @@ def main(argv=None):
                                  + (argv if argv is not None else sys.argv[1:]))
   date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
   records = []
-  for row in ROWS:
+  for row in ROWS + horizon_rows(args.horizon_variant):
     name, label, _, _, gen, flops_name = row
     runs = [(s, v) for s in seeds if (v := seed_values(row, s, roots)) is not None]
     metrics = [k for k, _ in RECON] + (['gfd_vgg'] if gen else [])

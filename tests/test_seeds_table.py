@@ -48,3 +48,23 @@ def test_rows_average_finished_seeds_and_record_only_complete_rows(tmp_path, cap
   assert {r['name'] for r in records} == {'selfboottok_seeds_table/titok8'}
   gfd, = [r for r in records if r['metric'] == 'gfd_vgg_partial@10000']
   assert gfd['per_seed'] == [20.0, 24.0] and gfd['value'] == 22.0 and gfd['seeds'] == [0, 1]
+
+
+def test_horizon_rows_follow_the_variant_the_horizon_driver_ran(tmp_path, capsys):
+  seeds_root = tmp_path / 'seeds'
+  # selfboottok_horizon.sh with SBT_VARIANT=ema: sbt_ema_3x_s0 and its generator.
+  _results(seeds_root / 'sbt_ema_3x_s0' / 'eval' / 'test_all_generate', _recon(16.5))
+  _results(seeds_root / 'gen_sbt_ema_3x_s0' / 'eval_fd' / 'n10000',
+           {'gfd_vgg_partial@10000': 19.0})
+  # A run of the 1x protocol must not be read as the horizon's.
+  _results(seeds_root / 'titok8_s0' / 'eval' / 'test_all', _recon(15.0))
+
+  table.main(['--seeds', '0', '--seeds_root', str(seeds_root), '--adv_root',
+              str(tmp_path / 'adv'), '--out', str(tmp_path / 'r.jsonl'),
+              '--horizon_variant', 'ema'])
+  rows = {line.split(' | ')[0][2:]: line.split(' | ') for line in
+          capsys.readouterr().out.splitlines()[2:]}
+  ema = rows["SelfBootTok 'ema', generate, 3x steps"]
+  assert ema[1:3] == ['1', '16.5 ± 0'] and ema[6] == '19 ± 0'
+  assert rows['TiTok, G=8, 3x steps'][1] == '0'
+  assert "SelfBootTok 'ot', generate, 3x steps" not in rows
