@@ -126,6 +126,37 @@ def _g(flops):
   return '-' if flops is None else f'{flops / 1e9:.3g}'
 
 
+def plot(rows, path):
+  """Per-seed dots and mean +- std bars of gFD-VGG and rFD-VGG, one line per row; the first
+  row's (TiTok-8's) mean +- std is shaded, so 'below it by more than one std' reads off."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  labels = [label for label, _ in rows]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.2), sharey=True)
+  for ax, key, title in zip(axes, ('gfd_vgg', 'rfd_vgg'),
+                            ('gFD-VGG of 10k samples (lower is better)',
+                             'rFD-VGG, whole test split (lower is better)')):
+    band = None
+    for y, (_, runs) in enumerate(rows):
+      values = [v[key] for v in runs if key in v]
+      if not values:
+        continue
+      m, sd = records_lib.mean_std(values)
+      band = band or (m - sd, m + sd)
+      ax.plot(values, [y] * len(values), 'o', color='tab:blue', alpha=0.45, ms=4)
+      ax.errorbar([m], [y], xerr=[sd], fmt='s', color='black', ms=5, capsize=3)
+    if band:
+      ax.axvspan(*band, color='tab:orange', alpha=0.2, lw=0)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis='x', alpha=0.3)
+  axes[0].set_yticks(range(len(labels)), labels, fontsize=8)
+  axes[0].invert_yaxis()
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--seeds', default='0,1,2')
@@ -136,6 +167,8 @@ def main(argv=None):
   p.add_argument('--out', default=os.path.join(_ROOT, 'benchmarks', 'results.jsonl'))
   p.add_argument('--horizon_variant', default='ot',
                  help="selfboottok_horizon.sh's SBT_VARIANT ('ot': the default config)")
+  p.add_argument('--plot', default='',
+                 help='write a PNG here: per-seed gFD-VGG and rFD-VGG of every row, mean +- std')
   p.add_argument('--record', action='store_true',
                  help='append records of the rows with every seed to --out')
   args = p.parse_args(argv)
@@ -149,10 +182,11 @@ def main(argv=None):
                                  ['benchmarks/selfboottok_seeds_table.py']
                                  + (argv if argv is not None else sys.argv[1:]))
   date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-  records = []
+  records, plotted = [], []
   for row in ROWS + horizon_rows(args.horizon_variant):
     name, label, _, _, gen, flops_name = row
     runs = [(s, v) for s in seeds if (v := seed_values(row, s, roots)) is not None]
+    plotted.append((label, [v for _, v in runs]))
     metrics = [k for k, _ in RECON] + (['gfd_vgg'] if gen else [])
     cells = [label, str(len(runs))]
     for k in metrics:
@@ -174,6 +208,8 @@ def main(argv=None):
     cells += [_g(train_f), _g(sample_f)]
     lines.append('| ' + ' | '.join(cells) + ' |')
   print('\n'.join(lines))
+  if args.plot:
+    plot(plotted, args.plot)
   if records:
     records_lib.append_records(args.out, records)
 

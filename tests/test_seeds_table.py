@@ -33,7 +33,7 @@ def test_rows_average_finished_seeds_and_record_only_complete_rows(tmp_path, cap
                           'metric': metric, 'value': value}) + '\n')
 
   table.main(['--seeds', '0,1', '--seeds_root', str(seeds_root), '--adv_root',
-              str(adv_root), '--out', str(out), '--record'])
+              str(adv_root), '--out', str(out), '--record', '--plot', str(tmp_path / 'p.png')])
   rows = {line.split(' | ')[0][2:]: line.split(' | ') for line in
           capsys.readouterr().out.splitlines()[2:]}
   titok8 = rows['TiTok, G=8']
@@ -48,6 +48,8 @@ def test_rows_average_finished_seeds_and_record_only_complete_rows(tmp_path, cap
   assert {r['name'] for r in records} == {'selfboottok_seeds_table/titok8'}
   gfd, = [r for r in records if r['metric'] == 'gfd_vgg_partial@10000']
   assert gfd['per_seed'] == [20.0, 24.0] and gfd['value'] == 22.0 and gfd['seeds'] == [0, 1]
+  with open(tmp_path / 'p.png', 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
 
 def test_horizon_rows_follow_the_variant_the_horizon_driver_ran(tmp_path, capsys):
