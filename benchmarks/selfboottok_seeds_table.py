@@ -7,6 +7,9 @@ selfboottok_horizon.sh (3x the steps; --horizon_variant is its SBT_VARIANT) wrot
 recomputed; a row shows the seeds that have finished, n = how many):
   <run>/eval/<eval>/results.json               PSNR, SSIM, LPIPS, rFD-VGG (whole test split)
   <gen>/eval_fd/<suffix>/results.json          gFD-VGG of 10,000 class-balanced samples
+  <gen>/eval_final.json                         the generator's validation NLL on the test
+                                                split's ids (nats per masked id, unsmoothed):
+                                                how predictable the stored ids are
 and the generator compute that benchmarks/generator.py appended to results.jsonl under
 `selfboottok_seeds/<flops>` (run with --tokenizer_config: compute does not depend on weights;
 the command is in benchmarks/README.md):
@@ -98,6 +101,8 @@ def seed_values(row, seed, roots):
       return None
     (out['gfd_name'], out['gfd_vgg']), = [(k, v) for k, v in fd.items()
                                           if k.startswith('gfd_vgg')]
+    with open(os.path.join(roots[groot], grun.format(s=seed), 'eval_final.json')) as f:
+      out['gen_nll'] = json.load(f)['eval/loss']
   return out
 
 
@@ -176,7 +181,8 @@ def main(argv=None):
   flops = generator_flops(args.out)
   roots = {SEEDS_ROOT: args.seeds_root, ADV_ROOT: args.adv_root}
   head = (['row', 'n'] + [label for _, label in RECON]
-          + ['gFD-VGG (10k)', 'generator GFLOP / train step', 'GFLOP / sampled image'])
+          + ['gFD-VGG (10k)', 'generator val NLL (nats / masked id)',
+             'generator GFLOP / train step', 'GFLOP / sampled image'])
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   command = 'python ' + ' '.join(shlex.quote(a) for a in
                                  ['benchmarks/selfboottok_seeds_table.py']
@@ -187,7 +193,7 @@ def main(argv=None):
     name, label, _, _, gen, flops_name = row
     runs = [(s, v) for s in seeds if (v := seed_values(row, s, roots)) is not None]
     plotted.append((label, [v for _, v in runs]))
-    metrics = [k for k, _ in RECON] + (['gfd_vgg'] if gen else [])
+    metrics = [k for k, _ in RECON] + (['gfd_vgg', 'gen_nll'] if gen else [])
     cells = [label, str(len(runs))]
     for k in metrics:
       if not runs:
@@ -203,7 +209,7 @@ def main(argv=None):
             device=throughput.device_description(), git=records_lib.git_revision(),
             date=date, command=command))
     if not gen:
-      cells.append('-')
+      cells += ['-', '-']
     train_f, sample_f = flops.get(flops_name, (None, None)) if gen else (None, None)
     cells += [_g(train_f), _g(sample_f)]
     lines.append('| ' + ' | '.join(cells) + ' |')

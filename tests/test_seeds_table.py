@@ -11,6 +11,12 @@ def _results(path, metrics):
     json.dump({'metrics': metrics}, f)
 
 
+def _generator(path, gfd, nll=2.0):
+  _results(path / 'eval_fd' / 'n10000', {'gfd_vgg_partial@10000': gfd})
+  with open(path / 'eval_final.json', 'w') as f:
+    json.dump({'eval/loss': nll, 'eval/accuracy': 0.5}, f)
+
+
 def _recon(psnr):
   return {'psnr': psnr, 'ssim': 0.5, 'lpips': 0.3, 'rfd_vgg': 20.0, 'codes_used': 256.0}
 
@@ -19,11 +25,10 @@ def test_rows_average_finished_seeds_and_record_only_complete_rows(tmp_path, cap
   seeds_root, adv_root, out = tmp_path / 'seeds', tmp_path / 'adv', tmp_path / 'r.jsonl'
   for s, (psnr, gfd) in enumerate([(15.0, 20.0), (17.0, 24.0)]):
     _results(adv_root / f'titok8_s{s}' / 'eval' / 'test_all', _recon(psnr))
-    _results(adv_root / f'gen_titok8_s{s}' / 'eval_fd' / 'n10000',
-             {'gfd_vgg_partial@10000': gfd})
+    _generator(adv_root / f'gen_titok8_s{s}', gfd, nll=2.0 + s)
   # SelfBootTok: seed 0 complete; seed 1 has its reconstruction but no gFD yet.
   _results(seeds_root / 'sbt_ot_s0' / 'eval' / 'test_all_generate', _recon(14.0))
-  _results(seeds_root / 'gen_sbt_ot_s0' / 'eval_fd' / 'n10000', {'gfd_vgg_partial@10000': 30})
+  _generator(seeds_root / 'gen_sbt_ot_s0', 30)
   _results(seeds_root / 'sbt_ot_s1' / 'eval' / 'test_all_generate', _recon(16.0))
   with open(out, 'w') as f:
     for bench, metric, value in [('train_ids', 'flops_per_step', 5.87e9),
@@ -38,9 +43,9 @@ def test_rows_average_finished_seeds_and_record_only_complete_rows(tmp_path, cap
           capsys.readouterr().out.splitlines()[2:]}
   titok8 = rows['TiTok, G=8']
   assert titok8[1] == '2' and titok8[2] == '16 ± 1.4' and titok8[6] == '22 ± 2.8'
-  assert titok8[7:] == ['5.87', '0.284 |']
+  assert titok8[7] == '2.5 ± 0.71' and titok8[8:] == ['5.87', '0.284 |']
   sbt = rows["SelfBootTok 'ot', generate (G=8 ids)"]
-  assert sbt[1] == '1' and sbt[2] == '14 ± 0' and sbt[6] == '30 ± 0' and sbt[7] == '-'
+  assert sbt[1] == '1' and sbt[2] == '14 ± 0' and sbt[6] == '30 ± 0' and sbt[8] == '-'
   assert rows['TiTok, G+L=16'][1:3] == ['0', '-']
 
   with open(out) as f:
@@ -56,8 +61,7 @@ def test_horizon_rows_follow_the_variant_the_horizon_driver_ran(tmp_path, capsys
   seeds_root = tmp_path / 'seeds'
   # selfboottok_horizon.sh with SBT_VARIANT=ema: sbt_ema_3x_s0 and its generator.
   _results(seeds_root / 'sbt_ema_3x_s0' / 'eval' / 'test_all_generate', _recon(16.5))
-  _results(seeds_root / 'gen_sbt_ema_3x_s0' / 'eval_fd' / 'n10000',
-           {'gfd_vgg_partial@10000': 19.0})
+  _generator(seeds_root / 'gen_sbt_ema_3x_s0', 19.0)
   # A run of the 1x protocol must not be read as the horizon's.
   _results(seeds_root / 'titok8_s0' / 'eval' / 'test_all', _recon(15.0))
 
