@@ -75,6 +75,13 @@ def horizon_rows(variant):
 
 
 RECON = (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('lpips', 'LPIPS'), ('rfd_vgg', 'rFD-VGG'))
+# The second table: what the stored ids look like, from each tokenizer's compress-mode eval
+# on the whole test split (<run>/eval/test_all/results.json): the perplexity of the global
+# ids a generator models, and for SelfBootTok the local ids' perplexity and the bits per
+# local id the aligner still misses given the global ids (its cross-entropy).
+DIAGNOSTICS = (('codebook_perplexity', 'global-id perplexity'),
+               ('local_codebook_perplexity', 'local-id perplexity'),
+               ('local_ce_bits', 'aligner CE (bits / local id)'))
 
 
 def _metrics(path):
@@ -104,6 +111,32 @@ def seed_values(row, seed, roots):
     with open(os.path.join(roots[groot], grun.format(s=seed), 'eval_final.json')) as f:
       out['gen_nll'] = json.load(f)['eval/loss']
   return out
+
+
+def diagnostics_table(rows, seeds, roots):
+  """Markdown lines of DIAGNOSTICS (mean +- std over the seeds that finished) for each
+  row whose run is a tokenizer of its own with a compress-mode eval."""
+  head = ['tokenizer', 'n'] + [label for _, label in DIAGNOSTICS]
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  seen = set()
+  for _, label, (root, run), _, _, _ in rows:
+    if (root, run) in seen:
+      continue
+    seen.add((root, run))
+    found = [m for s in seeds if (m := _metrics(os.path.join(
+        roots[root], run.format(s=s), 'eval', 'test_all', 'results.json'))) is not None]
+    if not found:
+      continue
+    cells = [label.split(', generate')[0].split(', compress')[0], str(len(found))]
+    for k, _ in DIAGNOSTICS:
+      values = [m[k] for m in found if k in m]
+      if values:
+        m, sd = records_lib.mean_std(values)
+        cells.append(f'{m:.4g} ± {sd:.2g}')
+      else:
+        cells.append('-')
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return lines
 
 
 def generator_flops(results_path):
@@ -214,6 +247,8 @@ def main(argv=None):
     cells += [_g(train_f), _g(sample_f)]
     lines.append('| ' + ' | '.join(cells) + ' |')
   print('\n'.join(lines))
+  print()
+  print('\n'.join(diagnostics_table(ROWS + horizon_rows(args.horizon_variant), seeds, roots)))
   if args.plot:
     plot(plotted, args.plot)
   if records:

@@ -18,7 +18,15 @@ def _generator(path, gfd, nll=2.0):
 
 
 def _recon(psnr):
-  return {'psnr': psnr, 'ssim': 0.5, 'lpips': 0.3, 'rfd_vgg': 20.0, 'codes_used': 256.0}
+  return {'psnr': psnr, 'ssim': 0.5, 'lpips': 0.3, 'rfd_vgg': 20.0, 'codes_used': 256.0,
+          'codebook_perplexity': 10 * psnr}
+
+
+def _tables(out):
+  """The printed tables, each as {first cell: cells}."""
+  main, diagnostics = out.split('\n\n')
+  return [{line.split(' | ')[0][2:]: line.split(' | ') for line in t.splitlines()[2:]
+           if line.startswith('|')} for t in (main, diagnostics)]
 
 
 def test_rows_average_finished_seeds_and_record_only_complete_rows(tmp_path, capsys):
@@ -39,14 +47,17 @@ def test_rows_average_finished_seeds_and_record_only_complete_rows(tmp_path, cap
 
   table.main(['--seeds', '0,1', '--seeds_root', str(seeds_root), '--adv_root',
               str(adv_root), '--out', str(out), '--record', '--plot', str(tmp_path / 'p.png')])
-  rows = {line.split(' | ')[0][2:]: line.split(' | ') for line in
-          capsys.readouterr().out.splitlines()[2:]}
+  rows, diagnostics = _tables(capsys.readouterr().out)
   titok8 = rows['TiTok, G=8']
   assert titok8[1] == '2' and titok8[2] == '16 ± 1.4' and titok8[6] == '22 ± 2.8'
   assert titok8[7] == '2.5 ± 0.71' and titok8[8:] == ['5.87', '0.284 |']
   sbt = rows["SelfBootTok 'ot', generate (G=8 ids)"]
   assert sbt[1] == '1' and sbt[2] == '14 ± 0' and sbt[6] == '30 ± 0' and sbt[8] == '-'
   assert rows['TiTok, G+L=16'][1:3] == ['0', '-']
+  # Global-id perplexity of the compress-mode evals (test_all); SelfBootTok has only a
+  # generate-mode eval here, so it has no diagnostics row.
+  assert diagnostics['TiTok, G=8'][1:3] == ['2', '160 ± 14']
+  assert diagnostics['TiTok, G=8'][3:] == ['-', '- |'] and len(diagnostics) == 1
 
   with open(out) as f:
     records = [json.loads(line) for line in f][3:]
@@ -68,8 +79,7 @@ def test_horizon_rows_follow_the_variant_the_horizon_driver_ran(tmp_path, capsys
   table.main(['--seeds', '0', '--seeds_root', str(seeds_root), '--adv_root',
               str(tmp_path / 'adv'), '--out', str(tmp_path / 'r.jsonl'),
               '--horizon_variant', 'ema'])
-  rows = {line.split(' | ')[0][2:]: line.split(' | ') for line in
-          capsys.readouterr().out.splitlines()[2:]}
+  rows, _ = _tables(capsys.readouterr().out)
   ema = rows["SelfBootTok 'ema', generate, 3x steps"]
   assert ema[1:3] == ['1', '16.5 ± 0'] and ema[6] == '19 ± 0'
   assert rows['TiTok, G=8, 3x steps'][1] == '0'
