@@ -15,8 +15,10 @@ and the generator compute that benchmarks/generator.py appended to results.jsonl
 the command is in benchmarks/README.md):
   train_ids/float32 flops_per_step   one MaskGIT train step on cached ids (batch of the config)
   sample/float32 flops_per_image     sampling + the tokenizer's decode, per image
-Prints a markdown table (std: sample standard deviation, ddof = 1). With --record, appends
-one record per complete row (all seeds) and metric to benchmarks/results.jsonl.
+Prints three markdown tables: mean +- std per row (std: sample standard deviation, ddof =
+1); what the stored ids look like; gFD-VGG per seed and paired with TiTok-8's. With
+--record, appends one record per complete row (all seeds) and metric to
+benchmarks/results.jsonl.
 """
 import argparse
 import datetime
@@ -139,6 +141,28 @@ def diagnostics_table(rows, seeds, roots):
   return lines
 
 
+def per_seed_table(rows, seeds, roots):
+  """Markdown lines: each row's gFD-VGG per seed, and its difference from the first row's
+  (TiTok-8's) generator of the same seed: the seeds pair (same seed for tokenizer,
+  generator and sampling), so the paired differences show what the means hide."""
+  head = ['row'] + [f'seed {s}' for s in seeds] + ['minus TiTok-8, same seed']
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  base = None
+  for row in rows:
+    if row[4] is None:
+      continue
+    values = {s: v['gfd_vgg'] for s in seeds if (v := seed_values(row, s, roots)) is not None}
+    if base is None:
+      base = values
+    elif not values:
+      continue
+    diffs = [f'{values[s] - base[s]:+.2f}' for s in seeds if s in values and s in base]
+    cells = ([row[1]] + [f'{values[s]:.2f}' if s in values else '-' for s in seeds]
+             + [', '.join(diffs) if values is not base and diffs else '-'])
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return lines
+
+
 def generator_flops(results_path):
   """{flops name: (train flops/step, sample flops/image)}: the newest selfboottok_seeds/*
   records of benchmarks/generator.py."""
@@ -249,6 +273,8 @@ def main(argv=None):
   print('\n'.join(lines))
   print()
   print('\n'.join(diagnostics_table(ROWS + horizon_rows(args.horizon_variant), seeds, roots)))
+  print()
+  print('\n'.join(per_seed_table(ROWS, seeds, roots)))
   if args.plot:
     plot(plotted, args.plot)
   if records:

@@ -24,7 +24,7 @@ def _recon(psnr):
 
 def _tables(out):
   """The printed tables, each as {first cell: cells}."""
-  main, diagnostics = out.split('\n\n')
+  main, diagnostics, _ = out.split('\n\n')
   return [{line.split(' | ')[0][2:]: line.split(' | ') for line in t.splitlines()[2:]
            if line.startswith('|')} for t in (main, diagnostics)]
 
@@ -84,3 +84,19 @@ def test_horizon_rows_follow_the_variant_the_horizon_driver_ran(tmp_path, capsys
   assert ema[1:3] == ['1', '16.5 ± 0'] and ema[6] == '19 ± 0'
   assert rows['TiTok, G=8, 3x steps'][1] == '0'
   assert "SelfBootTok 'ot', generate, 3x steps" not in rows
+
+
+def test_per_seed_gfd_is_paired_with_titok8_of_the_same_seed(tmp_path, capsys):
+  seeds_root, adv_root = tmp_path / 'seeds', tmp_path / 'adv'
+  for s, gfd in enumerate([20.0, 22.0]):
+    _results(adv_root / f'titok8_s{s}' / 'eval' / 'test_all', _recon(15.0))
+    _generator(adv_root / f'gen_titok8_s{s}', gfd)
+  _results(seeds_root / 'sbt_ot_s1' / 'eval' / 'test_all_generate', _recon(15.0))
+  _generator(seeds_root / 'gen_sbt_ot_s1', 21.0)  # seed 1 only: paired with 22.0
+
+  table.main(['--seeds', '0,1', '--seeds_root', str(seeds_root), '--adv_root',
+              str(adv_root), '--out', str(tmp_path / 'r.jsonl')])
+  per_seed = capsys.readouterr().out.split('\n\n')[2].splitlines()
+  assert per_seed[2] == '| TiTok, G=8 | 20.00 | 22.00 | - |'
+  assert per_seed[3] == "| SelfBootTok 'ot', generate (G=8 ids) | - | 21.00 | -1.00 |"
+  assert len(per_seed) == 4
