@@ -115,11 +115,23 @@ def seed_values(row, seed, roots):
   return out
 
 
+def _md(cells):
+  return '| ' + ' | '.join(cells) + ' |'
+
+
+def _md_head(head):
+  return [_md(head), '|' + '---|' * len(head)]
+
+
+def _mean_std_cell(values):
+  m, sd = records_lib.mean_std(values)
+  return f'{m:.4g} ± {sd:.2g}'
+
+
 def diagnostics_table(rows, seeds, roots):
   """Markdown lines of DIAGNOSTICS (mean +- std over the seeds that finished) for each
   row whose run is a tokenizer of its own with a compress-mode eval."""
-  head = ['tokenizer', 'n'] + [label for _, label in DIAGNOSTICS]
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  lines = _md_head(['tokenizer', 'n'] + [label for _, label in DIAGNOSTICS])
   seen = set()
   for _, label, (root, run), _, _, _ in rows:
     if (root, run) in seen:
@@ -132,34 +144,28 @@ def diagnostics_table(rows, seeds, roots):
     cells = [label.split(', generate')[0].split(', compress')[0], str(len(found))]
     for k, _ in DIAGNOSTICS:
       values = [m[k] for m in found if k in m]
-      if values:
-        m, sd = records_lib.mean_std(values)
-        cells.append(f'{m:.4g} ± {sd:.2g}')
-      else:
-        cells.append('-')
-    lines.append('| ' + ' | '.join(cells) + ' |')
+      cells.append(_mean_std_cell(values) if values else '-')
+    lines.append(_md(cells))
   return lines
 
 
-def per_seed_table(rows, seeds, roots):
+def per_seed_table(finished, seeds):
   """Markdown lines: each row's gFD-VGG per seed, and its difference from the first row's
   (TiTok-8's) generator of the same seed: the seeds pair (same seed for tokenizer,
-  generator and sampling), so the paired differences show what the means hide."""
-  head = ['row'] + [f'seed {s}' for s in seeds] + ['minus TiTok-8, same seed']
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  base = None
-  for row in rows:
-    if row[4] is None:
-      continue
-    values = {s: v['gfd_vgg'] for s in seeds if (v := seed_values(row, s, roots)) is not None}
-    if base is None:
-      base = values
-    elif not values:
+  generator and sampling), so the paired differences show what the means hide.
+  `finished`: (row, [(seed, values)]) as main collected them."""
+  lines = _md_head(['row'] + [f'seed {s}' for s in seeds] + ['minus TiTok-8, same seed'])
+  with_gen = [(row, dict((s, v['gfd_vgg']) for s, v in runs))
+              for row, runs in finished if row[4] is not None]
+  (base_row, base), others = with_gen[0], with_gen[1:]
+  lines.append(_md([base_row[1]] + [f'{base[s]:.2f}' if s in base else '-' for s in seeds]
+                   + ['-']))
+  for row, values in others:
+    if not values:
       continue
     diffs = [f'{values[s] - base[s]:+.2f}' for s in seeds if s in values and s in base]
-    cells = ([row[1]] + [f'{values[s]:.2f}' if s in values else '-' for s in seeds]
-             + [', '.join(diffs) if values is not base and diffs else '-'])
-    lines.append('| ' + ' | '.join(cells) + ' |')
+    lines.append(_md([row[1]] + [f'{values[s]:.2f}' if s in values else '-' for s in seeds]
+                     + [', '.join(diffs) or '-']))
   return lines
 
 
@@ -237,46 +243,48 @@ def main(argv=None):
   seeds = [int(s) for s in args.seeds.split(',')]
   flops = generator_flops(args.out)
   roots = {SEEDS_ROOT: args.seeds_root, ADV_ROOT: args.adv_root}
-  head = (['row', 'n'] + [label for _, label in RECON]
-          + ['gFD-VGG (10k)', 'generator val NLL (nats / masked id)',
-             'generator GFLOP / train step', 'GFLOP / sampled image'])
-  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  lines = _md_head(['row', 'n'] + [label for _, label in RECON]
+                   + ['gFD-VGG (10k)', 'generator val NLL (nats / masked id)',
+                      'generator GFLOP / train step', 'GFLOP / sampled image'])
   command = 'python ' + ' '.join(shlex.quote(a) for a in
                                  ['benchmarks/selfboottok_seeds_table.py']
                                  + (argv if argv is not None else sys.argv[1:]))
-  date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-  records, plotted = [], []
-  for row in ROWS + horizon_rows(args.horizon_variant):
+  # What every record of this invocation shares (one git call, not one per record).
+  stamp = dict(device=throughput.device_description(), git=records_lib.git_revision(),
+               date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+               command=command) if args.record else {}
+  rows = ROWS + horizon_rows(args.horizon_variant)
+  records, finished = [], []
+  for row in rows:
     name, label, _, _, gen, flops_name = row
     runs = [(s, v) for s in seeds if (v := seed_values(row, s, roots)) is not None]
-    plotted.append((label, [v for _, v in runs]))
+    finished.append((row, runs))
     metrics = [k for k, _ in RECON] + (['gfd_vgg', 'gen_nll'] if gen else [])
     cells = [label, str(len(runs))]
     for k in metrics:
       if not runs:
         cells.append('-')
         continue
-      m, sd = records_lib.mean_std([v[k] for _, v in runs])
-      cells.append(f'{m:.4g} ± {sd:.2g}')
+      values = [v[k] for _, v in runs]
+      cells.append(_mean_std_cell(values))
       if args.record and len(runs) == len(seeds):
+        m, sd = records_lib.mean_std(values)
         records.append(dict(
             name=f'selfboottok_seeds_table/{name}',
             metric=runs[0][1]['gfd_name'] if k == 'gfd_vgg' else k, value=m, std=sd,
-            per_seed=[v[k] for _, v in runs], seeds=seeds, unit='',
-            device=throughput.device_description(), git=records_lib.git_revision(),
-            date=date, command=command))
+            per_seed=values, seeds=seeds, unit='', **stamp))
     if not gen:
       cells += ['-', '-']
     train_f, sample_f = flops.get(flops_name, (None, None)) if gen else (None, None)
     cells += [_g(train_f), _g(sample_f)]
-    lines.append('| ' + ' | '.join(cells) + ' |')
+    lines.append(_md(cells))
   print('\n'.join(lines))
   print()
-  print('\n'.join(diagnostics_table(ROWS + horizon_rows(args.horizon_variant), seeds, roots)))
+  print('\n'.join(diagnostics_table(rows, seeds, roots)))
   print()
-  print('\n'.join(per_seed_table(ROWS, seeds, roots)))
+  print('\n'.join(per_seed_table(finished[:len(ROWS)], seeds)))
   if args.plot:
-    plot(plotted, args.plot)
+    plot([(row[1], [v for _, v in runs]) for row, runs in finished], args.plot)
   if records:
     records_lib.append_records(args.out, records)
 
