@@ -24,6 +24,16 @@ def cpu_description() -> str:
   return f'{model}, {os.cpu_count()} cores'
 
 
+def cpu_flags() -> list[str]:
+  """The CPU features that decide a CPU timing (bf16 matmuls: avx512_bf16 / amx_bf16)."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      info = f.read()
+  except OSError:
+    return []
+  return [f for f in ('avx512f', 'avx512_bf16', 'amx_bf16') if f in info]
+
+
 def git_revision():
   try:
     rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=_ROOT, check=True,

@@ -40,6 +40,8 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import records  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import titok_fmnist  # pylint: disable=g-import-not-at-top,wrong-import-position
 from sbt_jax.models import quantizer as quantizer_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from sbt_jax.models import titok  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -183,11 +185,10 @@ def main():
   psnr, colour_psnr = (float(v) for v in scores.mean(axis=0))
   commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
                           text=True, check=False).stdout.strip()
-  flags = [f for f in ('avx512f', 'avx512_bf16', 'amx_bf16') if f in open('/proc/cpuinfo').read()]
   row = {'benchmark': 'rgb_diagnosis', 'name': a.name, 'test_psnr': round(psnr, 2),
          'test_colour_psnr': round(colour_psnr, 2), 'train_tiles': len(x_train),
          'seconds': round(time.time() - start, 1), 'options': vars(a), 'commit': commit,
-         'cpu_flags': flags, 'command': ' '.join(sys.argv)}
+         'cpu_flags': records.cpu_flags(), 'command': ' '.join(sys.argv)}
   print(json.dumps(row))
   with open(a.out, 'a') as f:
     f.write(json.dumps(row) + '\n')

@@ -1,4 +1,10 @@
-"""8 fake CPU devices for every test (set before any JAX backend starts) + shared fixtures."""
+"""Fake CPU devices for the tests (set before any JAX backend starts) + shared fixtures.
+
+SBT_TEST_DEVICES (default 8, what CI runs) sets how many. Tests marked `multi_device`
+(sharded steps compared with one device) need MULTI_DEVICES; every other test runs on any
+count, e.g. `SBT_TEST_DEVICES=1 pytest -m 'not multi_device' tests/test_x.py`, where tiny
+steps are not split 8 ways (docs/development.md: measured, and why CI does not split).
+"""
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -8,11 +14,25 @@ os.environ.setdefault('SBT_JAX_HOST_MALLOC', 'default')
 
 import jax  # pylint: disable=g-import-not-at-top
 
-jax.config.update('jax_num_cpu_devices', 8)
+MULTI_DEVICES = 8
+NUM_DEVICES = int(os.environ.get('SBT_TEST_DEVICES', str(MULTI_DEVICES)))
+jax.config.update('jax_num_cpu_devices', NUM_DEVICES)
 
 import pytest  # pylint: disable=g-import-not-at-top
 
 from tests import fakes  # pylint: disable=g-import-not-at-top
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected
+def pytest_collection_modifyitems(config, items):
+  """A multi_device test selected on fewer devices is a usage error, not a failure or a skip."""
+  del config
+  need = [i.nodeid for i in items if i.get_closest_marker('multi_device')]
+  if need and NUM_DEVICES < MULTI_DEVICES:
+    raise pytest.UsageError(
+        f'{len(need)} selected tests are marked multi_device and need {MULTI_DEVICES} devices '
+        f'(SBT_TEST_DEVICES={os.environ.get("SBT_TEST_DEVICES")}), e.g. {need[0]}; '
+        "deselect them with -m 'not multi_device' or unset SBT_TEST_DEVICES")
 
 
 @pytest.fixture(scope='session', autouse=True)

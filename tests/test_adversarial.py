@@ -236,6 +236,7 @@ def test_each_side_moves_only_its_own_params():
   assert float(metrics['disc/weight']) == pytest.approx(0.1)
 
 
+@pytest.mark.multi_device
 def test_eight_devices_match_one_and_the_discriminator_state_restores(tmp_path):
   c1 = _config(data=1, fsdp=1)
   state1, hist1 = test_train_step._run_steps(c1, jax.devices()[:1], 2, batch_size=8)

@@ -70,6 +70,28 @@ def test_aligner_stage_leaves_every_frozen_parameter_bit_identical(tiny_sbt_work
   assert set(restored.params['aligner']) == set(swapped.params['aligner'])
 
 
+
+@pytest.mark.multi_device
+def test_aligner_stage_on_eight_devices_matches_one_device(tiny_sbt_workdir, fmnist_data_dir,
+                                                           tmp_path):
+  """data=4 x fsdp=2, the frozen tokenizer restored onto that mesh: both phases' losses are
+  the 1-device run's."""
+  losses = {}
+  for name, devices, mesh in (('one', jax.devices()[:1], dict(data=1, fsdp=1)),
+                              ('eight', jax.devices(), dict(data=4, fsdp=2))):
+    c = selfboottok_fmnist.get_config('runlocal,aligner')
+    c.data.data_dir = fmnist_data_dir
+    c.aligner.tokenizer_workdir = tiny_sbt_workdir
+    c.train.log_every, c.train.eval_every = 1, -1
+    c.mesh.data, c.mesh.fsdp = mesh['data'], mesh['fsdp']
+    loop.train_and_evaluate(c, str(tmp_path / name), devices=devices)
+    rows = _metrics(str(tmp_path / name))
+    losses[name] = [(r['step'], r['train/phase'], r['train/loss']) for r in rows
+                    if 'train/loss' in r]
+  assert [s[:2] for s in losses['one']] == [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]
+  np.testing.assert_allclose(np.array(losses['eight']), np.array(losses['one']), rtol=1e-5,
+                             atol=1e-6)
+
 def test_two_mode_api_shapes_and_errors(tiny_sbt_workdir):
   tok = inference.Tokenizer(tiny_sbt_workdir, batch_size=8)
   g, l = tok.num_global, tok.config.model.num_local_tokens

@@ -129,6 +129,7 @@ def test_predictor_has_its_own_optimizer(grads_on_off):
   assert min(jax.tree.leaves(moved)) > 0, moved
 
 
+@pytest.mark.multi_device
 def test_step_on_eight_devices_matches_one_device_and_restores(grads_on_off, tmp_path):
   """The loop's sharded step on data=4 x fsdp=2 against the 1-device jit of the fixture;
   then its state, checkpointed, restores exactly and serves inference."""

@@ -138,6 +138,7 @@ def test_precision_recall_matches_brute_force(monkeypatch):
   assert far == {'precision': 0.0, 'recall': 0.0}
 
 
+@pytest.mark.multi_device
 def test_vgg_features_are_relu5_3_means_and_shard_safe():
   params = vgg_features.load_params()
   rs = np.random.RandomState(6)

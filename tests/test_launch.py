@@ -1,4 +1,4 @@
-"""launch/*.sh: shellcheck-clean, --dry-run prints every command without running any, and the
+"""The shell scripts are shellcheck-clean; launch/*.sh: --dry-run prints every command without running any, and the
 TPU/GPU set-up installs on a Python that every pinned package accepts."""
 import importlib.metadata
 import os
@@ -15,11 +15,10 @@ from packaging import version as version_lib
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = ['launch/tpu.sh', 'launch/gpu.sh', 'launch/setup.sh', 'launch/python_env.sh', '.ci/run',
-           'benchmarks/run_all.sh', 'benchmarks/run_steps.sh', 'benchmarks/adversarial_fmnist.sh',
-           'benchmarks/selfboottok_seeds.sh', 'benchmarks/selfboottok_variants.sh',
-           'benchmarks/official_side_by_side.sh',
-           'benchmarks/accelerator_check.sh']
+# Every shell script of the repository (shellcheck reads the sourced run_steps.sh too).
+SCRIPTS = ['.ci/run'] + sorted(
+    os.path.relpath(os.path.join(d, f), REPO) for sub in ('launch', 'benchmarks', 'tests')
+    for d, _, files in os.walk(os.path.join(REPO, sub)) for f in files if f.endswith('.sh'))
 
 
 def _run(args, tmp_path):

@@ -69,6 +69,7 @@ def _train_losses(workdir):
   return {r['step']: r['train/loss'] for r in rows if 'train/loss' in r}
 
 
+@pytest.mark.multi_device
 def test_restore_onto_another_mesh_and_continue(finished_run, fmnist_data_dir, tmp_path):
   """Saved on 8 devices as data=8, continued on 4 devices as data=2 x fsdp=2."""
   workdir, state_full = finished_run

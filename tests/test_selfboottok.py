@@ -105,6 +105,7 @@ def _run(config, devices, steps):
   return state, history
 
 
+@pytest.mark.multi_device
 def test_step_on_eight_devices_matches_one_device():
   """Also covers the soft global quantizer, restarts of both codebooks and w_generate."""
   common = {'loss.perceptual_weight': 0.0, 'loss.w_generate': 0.3,

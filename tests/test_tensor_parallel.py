@@ -14,6 +14,8 @@ from sbt_jax.trainers import generator as generator_trainer
 from sbt_jax.trainers import setup
 from sbt_jax.trainers import tokenizer
 
+pytestmark = pytest.mark.multi_device  # every test here runs on meshes of up to 8 devices
+
 MESHES = {'1 device': dict(data=1, fsdp=1, tensor=1), 'tensor=2': dict(data=4, fsdp=1, tensor=2),
           'data2 fsdp2 tensor2': dict(data=2, fsdp=2, tensor=2)}
 

@@ -55,6 +55,7 @@ def test_step_is_finite_on_one_device(one_device_run):
   assert history[0]['lpips'] > 0
 
 
+@pytest.mark.multi_device
 def test_eight_devices_data_fsdp_match_one_device(one_device_run):
   assert len(jax.devices()) == 8
   state1, hist1 = one_device_run
