@@ -149,12 +149,12 @@ def diagnostics_table(rows, seeds, roots):
   return lines
 
 
-def per_seed_table(finished, seeds):
+def per_seed_table(finished, seeds, base='TiTok-8'):
   """Markdown lines: each row's gFD-VGG per seed, and its difference from the first row's
-  (TiTok-8's) generator of the same seed: the seeds pair (same seed for tokenizer,
+  (`base`, TiTok-8's) generator of the same seed: the seeds pair (same seed for tokenizer,
   generator and sampling), so the paired differences show what the means hide.
   `finished`: (row, [(seed, values)]) as main collected them."""
-  lines = _md_head(['row'] + [f'seed {s}' for s in seeds] + ['minus TiTok-8, same seed'])
+  lines = _md_head(['row'] + [f'seed {s}' for s in seeds] + [f'minus {base}, same seed'])
   with_gen = [(row, dict((s, v['gfd_vgg']) for s, v in runs))
               for row, runs in finished if row[4] is not None]
   (base_row, base), others = with_gen[0], with_gen[1:]
@@ -283,6 +283,9 @@ def main(argv=None):
   print('\n'.join(diagnostics_table(rows, seeds, roots)))
   print()
   print('\n'.join(per_seed_table(finished[:len(ROWS)], seeds)))
+  if any(runs for _, runs in finished[len(ROWS):]):  # the horizon's, paired with its TiTok-8
+    print()
+    print('\n'.join(per_seed_table(finished[len(ROWS):], seeds, base='TiTok-8 3x')))
   if args.plot:
     plot([(row[1], [v for _, v in runs]) for row, runs in finished], args.plot)
   if records:

@@ -24,7 +24,7 @@ def _recon(psnr):
 
 def _tables(out):
   """The printed tables, each as {first cell: cells}."""
-  main, diagnostics, _ = out.split('\n\n')
+  main, diagnostics = out.split('\n\n')[:2]
   return [{line.split(' | ')[0][2:]: line.split(' | ') for line in t.splitlines()[2:]
            if line.startswith('|')} for t in (main, diagnostics)]
 
@@ -84,6 +84,31 @@ def test_horizon_rows_follow_the_variant_the_horizon_driver_ran(tmp_path, capsys
   assert ema[1:3] == ['1', '16.5 ± 0'] and ema[6] == '19 ± 0'
   assert rows['TiTok, G=8, 3x steps'][1] == '0'
   assert "SelfBootTok 'ot', generate, 3x steps" not in rows
+
+
+def test_horizon_gfd_is_paired_with_titok8_at_3x(tmp_path, capsys):
+  seeds_root, adv_root = tmp_path / 'seeds', tmp_path / 'adv'
+  _results(adv_root / 'titok8_s0' / 'eval' / 'test_all', _recon(15.0))
+  _generator(adv_root / 'gen_titok8_s0', 30.0)  # the 1x TiTok-8: not the horizon's base
+  for name, gfd in (('titok8_3x_s0', 18.0), ('sbt_ot_3x_s0', 17.5)):
+    _results(seeds_root / name / 'eval' / ('test_all' if 'titok' in name else
+                                           'test_all_generate'), _recon(16.0))
+    _generator(seeds_root / f'gen_{name}', gfd)
+
+  table.main(['--seeds', '0', '--seeds_root', str(seeds_root), '--adv_root', str(adv_root),
+              '--out', str(tmp_path / 'r.jsonl')])
+  blocks = capsys.readouterr().out.strip().split('\n\n')
+  assert len(blocks) == 4
+  horizon = blocks[3].splitlines()
+  assert horizon[0].endswith('| minus TiTok-8 3x, same seed |')
+  assert horizon[2:] == ['| TiTok, G=8, 3x steps | 18.00 | - |',
+                         "| SelfBootTok 'ot', generate, 3x steps | 17.50 | -0.50 |"]
+
+
+def test_no_horizon_run_no_horizon_per_seed_table(tmp_path, capsys):
+  table.main(['--seeds', '0', '--seeds_root', str(tmp_path / 'seeds'), '--adv_root',
+              str(tmp_path / 'adv'), '--out', str(tmp_path / 'r.jsonl')])
+  assert len(capsys.readouterr().out.strip().split('\n\n')) == 3
 
 
 def test_per_seed_gfd_is_paired_with_titok8_of_the_same_seed(tmp_path, capsys):
