@@ -18,12 +18,15 @@ the command is in benchmarks/README.md):
 Prints three markdown tables: mean +- std per row (std: sample standard deviation, ddof =
 1); what the stored ids look like; gFD-VGG per seed and paired with TiTok-8's. With
 --record, appends one record per complete row (all seeds) and metric to
-benchmarks/results.jsonl.
+benchmarks/results.jsonl. With --note docs/selfboottok_vs_titok.md, also rewrites the
+research note's tables between its `<!-- tables -->` and `<!-- per_seed -->` markers (and
+their closing `<!-- /... -->`), stamped with the commit and date; the rest stays as written.
 """
 import argparse
 import datetime
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -225,6 +228,30 @@ def plot(rows, path):
   plt.close(fig)
 
 
+def write_note(path, blocks, commit, date):
+  """Replaces the note's marked blocks: `tables` gets the main and diagnostics tables,
+  `per_seed` the per-seed tables. Exits with one line if a marker is missing."""
+  main_table, diagnostics, per_seed = blocks[0], blocks[1], blocks[2:]
+  tables = (f'As of `{commit}`, {date} (n = seeds finished; mean ± sample std; the FLOPs '
+            'columns are the `selfboottok_seeds/*` records of `benchmarks/results.jsonl`, '
+            'each with its commit; made by the last command above):\n\n' + main_table +
+            '\n\nWhat the stored ids look like (compress-mode eval of each tokenizer, whole '
+            'test split; the aligner CE is the bits per local id the aligner still misses '
+            'given the global ids):\n\n' + diagnostics)
+  seeds_text = per_seed[0] + ''.join(
+      '\n\nAt 3x the steps, paired with TiTok-8 at 3x the steps:\n\n' + t for t in per_seed[1:])
+  with open(path) as f:
+    text = f.read()
+  for marker, body in (('tables', tables), ('per_seed', seeds_text)):
+    pattern = re.compile(rf'<!-- {marker} -->.*?<!-- /{marker} -->', re.S)
+    if not pattern.search(text):
+      sys.exit(f'--note {path}: no <!-- {marker} --> ... <!-- /{marker} --> block to fill')
+    text = pattern.sub(lambda _: f'<!-- {marker} -->\n{body}\n<!-- /{marker} -->', text)
+  with open(path, 'w') as f:
+    f.write(text)
+  print(f'rewrote the tables of {path}')
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--seeds', default='0,1,2')
@@ -237,6 +264,8 @@ def main(argv=None):
                  help="selfboottok_horizon.sh's SBT_VARIANT ('ot': the default config)")
   p.add_argument('--plot', default='',
                  help='write a PNG here: per-seed gFD-VGG and rFD-VGG of every row, mean +- std')
+  p.add_argument('--note', default='',
+                 help="rewrite this research note's marked tables (docs/selfboottok_vs_titok.md)")
   p.add_argument('--record', action='store_true',
                  help='append records of the rows with every seed to --out')
   args = p.parse_args(argv)
@@ -278,14 +307,15 @@ def main(argv=None):
     train_f, sample_f = flops.get(flops_name, (None, None)) if gen else (None, None)
     cells += [_g(train_f), _g(sample_f)]
     lines.append(_md(cells))
-  print('\n'.join(lines))
-  print()
-  print('\n'.join(diagnostics_table(rows, seeds, roots)))
-  print()
-  print('\n'.join(per_seed_table(finished[:len(ROWS)], seeds)))
+  blocks = [lines, diagnostics_table(rows, seeds, roots),
+            per_seed_table(finished[:len(ROWS)], seeds)]
   if any(runs for _, runs in finished[len(ROWS):]):  # the horizon's, paired with its TiTok-8
-    print()
-    print('\n'.join(per_seed_table(finished[len(ROWS):], seeds, base='TiTok-8 3x')))
+    blocks.append(per_seed_table(finished[len(ROWS):], seeds, base='TiTok-8 3x'))
+  blocks = ['\n'.join(b) for b in blocks]
+  print('\n\n'.join(blocks))
+  if args.note:
+    write_note(args.note, blocks, records_lib.git_revision(),
+               datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))
   if args.plot:
     plot([(row[1], [v for _, v in runs]) for row, runs in finished], args.plot)
   if records:

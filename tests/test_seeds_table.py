@@ -2,6 +2,8 @@
 import json
 import os
 
+import pytest
+
 from benchmarks import selfboottok_seeds_table as table
 
 
@@ -125,3 +127,34 @@ def test_per_seed_gfd_is_paired_with_titok8_of_the_same_seed(tmp_path, capsys):
   assert per_seed[2] == '| TiTok, G=8 | 20.00 | 22.00 | - |'
   assert per_seed[3] == "| SelfBootTok 'ot', generate (G=8 ids) | - | 21.00 | -1.00 |"
   assert len(per_seed) == 4
+
+
+def test_note_tables_are_rewritten_between_their_markers_only(tmp_path, capsys):
+  seeds_root, adv_root = tmp_path / 'seeds', tmp_path / 'adv'
+  _results(adv_root / 'titok8_s0' / 'eval' / 'test_all', _recon(15.0))
+  _generator(adv_root / 'gen_titok8_s0', 20.0)
+  _results(seeds_root / 'titok8_3x_s0' / 'eval' / 'test_all', _recon(16.0))
+  _generator(seeds_root / 'gen_titok8_3x_s0', 18.0)
+  note = tmp_path / 'note.md'
+  note.write_text('# Note\n\nfindings stay\n<!-- tables -->\nold table\n<!-- /tables -->\n'
+                  'between\n<!-- per_seed -->\nold seeds\n<!-- /per_seed -->\nend\n')
+  args = ['--seeds', '0', '--seeds_root', str(seeds_root), '--adv_root', str(adv_root),
+          '--out', str(tmp_path / 'r.jsonl'), '--note', str(note)]
+  table.main(args)
+  blocks = capsys.readouterr().out.split('\n\n')
+  text = note.read_text()
+  assert text.startswith('# Note\n\nfindings stay\n<!-- tables -->\nAs of `')
+  assert 'old table' not in text and 'old seeds' not in text
+  tables = text.split('<!-- tables -->\n')[1].split('\n<!-- /tables -->')[0]
+  assert blocks[0] in tables and blocks[1] in tables  # the main and diagnostics tables
+  per_seed = text.split('<!-- per_seed -->\n')[1].split('\n<!-- /per_seed -->')[0]
+  assert per_seed.startswith(blocks[2]) and per_seed.endswith(blocks[3].split('rewrote')[0]
+                                                              .strip())
+  assert 'At 3x the steps, paired with TiTok-8 at 3x the steps' in per_seed
+  assert text.endswith('<!-- /tables -->\nbetween\n<!-- per_seed -->\n' + per_seed
+                       + '\n<!-- /per_seed -->\nend\n')
+  # A note without the markers: one line naming the missing block, the file untouched.
+  note.write_text('# Note\n<!-- tables -->\nx\n<!-- /tables -->\n')
+  with pytest.raises(SystemExit, match='no <!-- per_seed --> ... <!-- /per_seed --> block'):
+    table.main(args)
+  assert note.read_text() == '# Note\n<!-- tables -->\nx\n<!-- /tables -->\n'
