@@ -15,7 +15,10 @@ os.environ.setdefault('SBT_JAX_HOST_MALLOC', 'default')
 import jax  # pylint: disable=g-import-not-at-top
 
 MULTI_DEVICES = 8
-NUM_DEVICES = int(os.environ.get('SBT_TEST_DEVICES', str(MULTI_DEVICES)))
+_devices = os.environ.get('SBT_TEST_DEVICES', str(MULTI_DEVICES))
+if not _devices.isdigit() or int(_devices) < 1:
+  raise SystemExit(f'SBT_TEST_DEVICES={_devices!r}: give a positive number of fake CPU devices')
+NUM_DEVICES = int(_devices)
 jax.config.update('jax_num_cpu_devices', NUM_DEVICES)
 
 import pytest  # pylint: disable=g-import-not-at-top

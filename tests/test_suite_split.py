@@ -62,3 +62,14 @@ def test_suite_time_benchmark_times_both_arms_and_records_them(tmp_path):
   result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
   assert result.returncode == 1 and 'failed (1)' in result.stderr
   assert len(out.read_text().splitlines()) == 2
+
+
+def test_a_bad_device_count_is_one_line():
+  result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+                           '--co', 'tests/test_config.py'], cwd=REPO,
+                          env=dict(os.environ, SBT_TEST_DEVICES='0'), capture_output=True,
+                          text=True, check=False)
+  assert result.returncode != 0
+  assert (result.stdout + result.stderr).strip().splitlines()[-1] == (
+      "SBT_TEST_DEVICES='0': give a positive number of fake CPU devices")
+  assert 'Traceback' not in result.stdout + result.stderr
