@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(config, items):
   if need and NUM_DEVICES < MULTI_DEVICES:
     raise pytest.UsageError(
         f'{len(need)} selected tests are marked multi_device and need {MULTI_DEVICES} devices '
-        f'(SBT_TEST_DEVICES={os.environ.get("SBT_TEST_DEVICES")}), e.g. {need[0]}; '
+        f'(SBT_TEST_DEVICES={NUM_DEVICES}), e.g. {need[0]}; '
         "deselect them with -m 'not multi_device' or unset SBT_TEST_DEVICES")
 
 

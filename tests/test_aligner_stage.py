@@ -70,7 +70,6 @@ def test_aligner_stage_leaves_every_frozen_parameter_bit_identical(tiny_sbt_work
   assert set(restored.params['aligner']) == set(swapped.params['aligner'])
 
 
-
 @pytest.mark.multi_device
 def test_aligner_stage_on_eight_devices_matches_one_device(tiny_sbt_workdir, fmnist_data_dir,
                                                            tmp_path):
@@ -91,6 +90,7 @@ def test_aligner_stage_on_eight_devices_matches_one_device(tiny_sbt_workdir, fmn
   assert [s[:2] for s in losses['one']] == [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]
   np.testing.assert_allclose(np.array(losses['eight']), np.array(losses['one']), rtol=1e-5,
                              atol=1e-6)
+
 
 def test_two_mode_api_shapes_and_errors(tiny_sbt_workdir):
   tok = inference.Tokenizer(tiny_sbt_workdir, batch_size=8)

@@ -1,5 +1,5 @@
-"""The shell scripts are shellcheck-clean; launch/*.sh: --dry-run prints every command without running any, and the
-TPU/GPU set-up installs on a Python that every pinned package accepts."""
+"""Every shell script is shellcheck-clean; launch/*.sh --dry-run prints every command without
+running any, and the TPU/GPU set-up installs on a Python that every pinned package accepts."""
 import importlib.metadata
 import os
 import re
