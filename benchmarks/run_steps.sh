@@ -1,9 +1,12 @@
 # shellcheck shell=bash
-# Resumable steps of the multi-seed experiments (sourced by adversarial_fmnist.sh and
-# selfboottok_seeds.sh): each step is skipped once its output exists, and an interrupted
+# Resumable steps of the multi-seed experiments (sourced by adversarial_fmnist.sh and the
+# selfboottok_*.sh drivers): each step is skipped once its output exists, and an interrupted
 # training run resumes from its checkpoint. gFD records go to RESULTS (default
 # benchmarks/results.jsonl). A driver runs `source benchmarks/run_steps.sh "$@"` from the
 # repository root, which also sets the variables below.
+# Workdirs do not outlive the machine; `archive` copies a finished run's result files (a few
+# KB of JSON, no checkpoints) to ARCHIVE, which is committed, and `restore` brings them back
+# into a new checkout's workdirs, so every step of an archived run is skipped there.
 
 # shellcheck disable=SC2034  # Used by the drivers that source this file.
 {
@@ -11,7 +14,37 @@ PY=${PYTHON:-.venv/bin/python}                               # the python that r
 CFG=configs/selfboottok_fmnist.py                            # the tokenizer config of every run
 SEEDS_ROOT=$(realpath -m "${SEEDS_ROOT:-workdirs/seeds}")    # issue 20's runs
 ADV_ROOT=$(realpath -m "${ADV_ROOT:-workdirs/adv}")          # issue 18's runs
+ARCHIVE=$(realpath -m "${ARCHIVE:-benchmarks/runs}")         # committed results of finished runs
 SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(0 1 2)        # the driver's arguments
+}
+
+archived() {  # archived WORKDIR: where ARCHIVE keeps its results, ARCHIVE/<root name>/<run>
+  echo "$ARCHIVE/$(basename "$(dirname "$1")")/$(basename "$1")"
+}
+
+archive() {  # archive WORKDIR...: copy each run's eval_final.json, eval/*/results.json and
+  # eval_fd/*/results.json to `archived WORKDIR` (call it once every step of those runs ran)
+  local w a
+  for w in "$@"; do
+    a=$(archived "$w")
+    mkdir -p "$a"
+    (cd "$w" && find . \( -path ./eval_final.json -o -path './eval/*/results.json' \
+        -o -path './eval_fd/*/results.json' \) -print0 | xargs -0 -r cp --parents -t "$a")
+  done
+}
+
+restore() {  # restore WORKDIR...: if every run was archived, copy the archived files into
+  # the workdirs (files already there are kept) and succeed; otherwise copy nothing and fail.
+  # All or nothing: a tokenizer restored without its generator would be "trained" without a
+  # checkpoint to encode with.
+  local w f
+  for w in "$@"; do [ -f "$(archived "$w")/eval_final.json" ] || return 1; done
+  for w in "$@"; do
+    while IFS= read -r -d '' f; do  # f: ./eval/NAME/results.json, ...
+      [ -e "$w/$f" ] || { mkdir -p "$(dirname "$w/$f")" && cp "$(archived "$w")/$f" "$w/$f"; }
+    done < <(cd "$(archived "$w")" && find . -type f -print0)
+  done
+  echo "== $(date -u +%H:%M) restored $* from $ARCHIVE"
 }
 
 train() {  # train WORKDIR ARGS...: skipped once the run wrote eval_final.json

@@ -5,7 +5,8 @@
 # in generate mode, gFD-VGG of 10,000 samples. Seeds 0 1 2 (or those given). Resumable.
 #   SBT_VARIANT=ema bash benchmarks/selfboottok_horizon.sh [SEED ...]
 # SBT_VARIANT: a configs/selfboottok_fmnist.py variant ('' = the default 'ot' reading);
-# the runs are SEEDS_ROOT/{titok8,sbt_<variant or ot>}_3x_s<seed> and gen_<run>.
+# the runs are SEEDS_ROOT/{titok8,sbt_<variant or ot>}_3x_s<seed> and gen_<run>, their
+# results archived under benchmarks/runs/ (run_steps.sh's ARCHIVE) once each row finished.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,17 +16,21 @@ variant=${SBT_VARIANT:-}
 steps=3000 GEN_STEPS=6000
 mkdir -p "$SEEDS_ROOT"
 for s in "${SEEDS[@]}"; do
-  titok8=$SEEDS_ROOT/titok8_3x_s$s sbt=$SEEDS_ROOT/sbt_${variant:-ot}_3x_s$s
-  train "$titok8" --config "$CFG:titok" --config.seed="$s" --config.train.num_steps=$steps
-  train "$sbt" --config "$CFG${variant:+:$variant}" --config.seed="$s" \
-      --config.train.num_steps=$steps
-  evaluate "$titok8" test_all
-  evaluate "$sbt" test_all
-  evaluate "$sbt" test_all_generate --mode generate
-  for w in "$titok8" "$sbt"; do
+  # One row at a time (tokenizer, its evals, its MaskGIT, gFD), archived once finished.
+  for w in "$SEEDS_ROOT/titok8_3x_s$s" "$SEEDS_ROOT/sbt_${variant:-ot}_3x_s$s"; do
     gen=$SEEDS_ROOT/gen_$(basename "$w")
+    restore "$w" "$gen" && continue
+    case $(basename "$w") in
+      titok8_*) train "$w" --config "$CFG:titok" --config.seed="$s" --config.train.num_steps=$steps
+                evaluate "$w" test_all ;;
+      *) train "$w" --config "$CFG${variant:+:$variant}" --config.seed="$s" \
+             --config.train.num_steps=$steps
+         evaluate "$w" test_all
+         evaluate "$w" test_all_generate --mode generate ;;
+    esac
     generator "$gen" "$s" "$w"
-    gfd "$gen" "$s"
+    gfd "$gen" "$s"  # SelfBootTok decodes in generate mode (its aligner's local ids)
+    archive "$w" "$gen"
   done
 done
 echo "== $(date -u +%H:%M) done"

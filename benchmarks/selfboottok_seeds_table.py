@@ -4,7 +4,9 @@
 
 Reads what benchmarks/selfboottok_seeds.sh, selfboottok_variants.sh and
 selfboottok_horizon.sh (3x the steps; --horizon_variant is its SBT_VARIANT) wrote (nothing is
-recomputed; a row shows the seeds that have finished, n = how many):
+recomputed; a row shows the seeds that have finished, n = how many), in the workdirs or, for
+runs that finished on another machine, in their committed copies under --archive
+(benchmarks/runs/<root name>/<run>/, run_steps.sh's `archive`):
   <run>/eval/<eval>/results.json               PSNR, SSIM, LPIPS, rFD-VGG (whole test split)
   <gen>/eval_fd/<suffix>/results.json          gFD-VGG of 10,000 class-balanced samples
   <gen>/eval_final.json                         the generator's validation NLL on the test
@@ -15,12 +17,14 @@ and the generator compute that benchmarks/generator.py appended to results.jsonl
 the command is in benchmarks/README.md):
   train_ids/float32 flops_per_step   one MaskGIT train step on cached ids (batch of the config)
   sample/float32 flops_per_image     sampling + the tokenizer's decode, per image
-Prints three markdown tables: mean +- std per row (std: sample standard deviation, ddof =
-1); what the stored ids look like; gFD-VGG per seed and paired with TiTok-8's. With
---record, appends one record per complete row (all seeds) and metric to
-benchmarks/results.jsonl. With --note docs/selfboottok_vs_titok.md, also rewrites the
-research note's tables between its `<!-- tables -->` and `<!-- per_seed -->` markers (and
-their closing `<!-- /... -->`), stamped with the commit and date; the rest stays as written.
+Prints markdown tables: mean +- std per row (std: sample standard deviation, ddof = 1);
+what the stored ids look like; gFD-VGG per seed and paired with TiTok-8's; then the same
+three for the longer horizon, paired with TiTok-8 at 3x the steps. With --record, appends
+one record per complete row (all seeds) and metric to benchmarks/results.jsonl. With --note
+docs/selfboottok_vs_titok.md, also rewrites the research note's blocks named by
+--note_blocks: `tables` (the first two tables), `per_seed` (the third) and `horizon` (the
+horizon's three), each between its `<!-- name -->` and `<!-- /name -->` markers and stamped
+with the commit and date; the rest stays as written.
 """
 import argparse
 import datetime
@@ -89,6 +93,13 @@ DIAGNOSTICS = (('codebook_perplexity', 'global-id perplexity'),
                ('local_ce_bits', 'aligner CE (bits / local id)'))
 
 
+def _find(dirs, *parts):
+  """The first of dirs/parts that exists (dirs: a root's workdir, then its archive), or
+  the first if none does."""
+  paths = [os.path.join(d, *parts) for d in dirs]
+  return next((p for p in paths if os.path.exists(p)), paths[0])
+
+
 def _metrics(path):
   try:
     with open(path) as f:
@@ -98,22 +109,22 @@ def _metrics(path):
 
 
 def seed_values(row, seed, roots):
-  """{metric: value} of one row and seed, or None while any of its files is missing."""
+  """{metric: value} of one row and seed, or None while any of its files is missing.
+  roots: {root name: (workdir root, archive root)}."""
   _, _, (root, run), eval_name, gen, _ = row
-  recon = _metrics(os.path.join(roots[root], run.format(s=seed), 'eval', eval_name,
-                                'results.json'))
+  recon = _metrics(_find(roots[root], run.format(s=seed), 'eval', eval_name, 'results.json'))
   if recon is None:
     return None
   out = {k: recon[k] for k, _ in RECON}
   if gen is not None:
     groot, grun, suffix = gen
-    fd = _metrics(os.path.join(roots[groot], grun.format(s=seed), 'eval_fd',
-                               suffix.format(s=seed), 'results.json'))
+    fd = _metrics(_find(roots[groot], grun.format(s=seed), 'eval_fd', suffix.format(s=seed),
+                        'results.json'))
     if fd is None:
       return None
     (out['gfd_name'], out['gfd_vgg']), = [(k, v) for k, v in fd.items()
                                           if k.startswith('gfd_vgg')]
-    with open(os.path.join(roots[groot], grun.format(s=seed), 'eval_final.json')) as f:
+    with open(_find(roots[groot], grun.format(s=seed), 'eval_final.json')) as f:
       out['gen_nll'] = json.load(f)['eval/loss']
   return out
 
@@ -140,7 +151,7 @@ def diagnostics_table(rows, seeds, roots):
     if (root, run) in seen:
       continue
     seen.add((root, run))
-    found = [m for s in seeds if (m := _metrics(os.path.join(
+    found = [m for s in seeds if (m := _metrics(_find(
         roots[root], run.format(s=s), 'eval', 'test_all', 'results.json'))) is not None]
     if not found:
       continue
@@ -198,11 +209,15 @@ def _g(flops):
 
 
 def plot(rows, path):
-  """Per-seed dots and mean +- std bars of gFD-VGG and rFD-VGG, one line per row; the first
-  row's (TiTok-8's) mean +- std is shaded, so 'below it by more than one std' reads off."""
+  """Per-seed dots and mean +- std bars of gFD-VGG and rFD-VGG, one line per row that has a
+  finished seed; the first such row's (TiTok-8's) mean +- std is shaded, so 'below it by
+  more than one std' reads off."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  rows = [(label, runs) for label, runs in rows if runs]
+  if not rows:
+    sys.exit(f'--plot {path}: no row has a finished seed')
   labels = [label for label, _ in rows]
   fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.2), sharey=True)
   for ax, key, title in zip(axes, ('gfd_vgg', 'rfd_vgg'),
@@ -228,61 +243,51 @@ def plot(rows, path):
   plt.close(fig)
 
 
-def write_note(path, blocks, commit, date):
-  """Replaces the note's marked blocks: `tables` gets the main and diagnostics tables,
-  `per_seed` the per-seed tables. Exits with one line if a marker is missing."""
-  main_table, diagnostics, per_seed = blocks[0], blocks[1], blocks[2:]
-  tables = (f'As of `{commit}`, {date} (n = seeds finished; mean ± sample std; the FLOPs '
-            'columns are the `selfboottok_seeds/*` records of `benchmarks/results.jsonl`, '
-            'each with its commit; made by the last command above):\n\n' + main_table +
-            '\n\nWhat the stored ids look like (compress-mode eval of each tokenizer, whole '
-            'test split; the aligner CE is the bits per local id the aligner still misses '
-            'given the global ids):\n\n' + diagnostics)
-  seeds_text = per_seed[0] + ''.join(
-      '\n\nAt 3x the steps, paired with TiTok-8 at 3x the steps:\n\n' + t for t in per_seed[1:])
-  with open(path) as f:
-    text = f.read()
-  for marker, body in (('tables', tables), ('per_seed', seeds_text)):
+_STAMP = ('As of `{commit}`, {date} (n = seeds finished; mean ± sample std; the FLOPs columns '
+          'are the `selfboottok_seeds/*` records of `benchmarks/results.jsonl`, each with its '
+          'commit; made by the last command above):\n\n')
+_IDS = ('What the stored ids look like (compress-mode eval of each tokenizer, whole test '
+        'split; the aligner CE is the bits per local id the aligner still misses given the '
+        'global ids):\n\n')
+NOTE_BLOCKS = ('tables', 'per_seed', 'horizon')
+
+
+def note_blocks(tables, commit, date):
+  """{block name: its text in the note} from main's tables: `tables` the mean +- std and
+  diagnostics tables, `per_seed` the per-seed gFD, `horizon` the horizon's three."""
+  stamp = _STAMP.format(commit=commit, date=date)
+  (main_table, ids, per_seed), (h_main, h_ids, h_per_seed) = tables
+  return {'tables': stamp + main_table + '\n\n' + _IDS + ids,
+          'per_seed': per_seed,
+          'horizon': (stamp + h_main + '\n\n' + _IDS + h_ids + '\n\nPer seed, paired with '
+                      'TiTok-8 at 3x the steps:\n\n' + h_per_seed)}
+
+
+def write_note(path, blocks, names):
+  """Replaces the note's blocks `names` with blocks[name]. Exits with one line, the file
+  untouched, if a block's markers are missing."""
+  try:
+    with open(path) as f:
+      text = f.read()
+  except OSError as e:
+    sys.exit(f'--note {path}: cannot read it ({e.strerror})')
+  for marker in names:
     pattern = re.compile(rf'<!-- {marker} -->.*?<!-- /{marker} -->', re.S)
     if not pattern.search(text):
       sys.exit(f'--note {path}: no <!-- {marker} --> ... <!-- /{marker} --> block to fill')
-    text = pattern.sub(lambda _: f'<!-- {marker} -->\n{body}\n<!-- /{marker} -->', text)
+    text = pattern.sub(lambda _, m=marker: f'<!-- {m} -->\n{blocks[m]}\n<!-- /{m} -->', text)
   with open(path, 'w') as f:
     f.write(text)
-  print(f'rewrote the tables of {path}')
+  print(f'rewrote the {", ".join(names)} blocks of {path}')
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--seeds', default='0,1,2')
-  p.add_argument('--seeds_root', default=os.environ.get(
-      'SEEDS_ROOT', os.path.join(_ROOT, 'workdirs', 'seeds')), help="selfboottok_seeds.sh's")
-  p.add_argument('--adv_root', default=os.environ.get(
-      'ADV_ROOT', os.path.join(_ROOT, 'workdirs', 'adv')), help="adversarial_fmnist.sh's")
-  p.add_argument('--out', default=os.path.join(_ROOT, 'benchmarks', 'results.jsonl'))
-  p.add_argument('--horizon_variant', default='ot',
-                 help="selfboottok_horizon.sh's SBT_VARIANT ('ot': the default config)")
-  p.add_argument('--plot', default='',
-                 help='write a PNG here: per-seed gFD-VGG and rFD-VGG of every row, mean +- std')
-  p.add_argument('--note', default='',
-                 help="rewrite this research note's marked tables (docs/selfboottok_vs_titok.md)")
-  p.add_argument('--record', action='store_true',
-                 help='append records of the rows with every seed to --out')
-  args = p.parse_args(argv)
-  seeds = [int(s) for s in args.seeds.split(',')]
-  flops = generator_flops(args.out)
-  roots = {SEEDS_ROOT: args.seeds_root, ADV_ROOT: args.adv_root}
+def row_tables(rows, seeds, roots, flops, stamp, base):
+  """(markdown tables, records, finished) of rows: the mean +- std table, the ids table and
+  the per-seed gFD paired with rows[0] (`base`); records (when stamp is set: --record) for
+  each row with every seed; finished: (row, [(seed, values)])."""
   lines = _md_head(['row', 'n'] + [label for _, label in RECON]
                    + ['gFD-VGG (10k)', 'generator val NLL (nats / masked id)',
                       'generator GFLOP / train step', 'GFLOP / sampled image'])
-  command = 'python ' + ' '.join(shlex.quote(a) for a in
-                                 ['benchmarks/selfboottok_seeds_table.py']
-                                 + (argv if argv is not None else sys.argv[1:]))
-  # What every record of this invocation shares (one git call, not one per record).
-  stamp = dict(device=throughput.device_description(), git=records_lib.git_revision(),
-               date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-               command=command) if args.record else {}
-  rows = ROWS + horizon_rows(args.horizon_variant)
   records, finished = [], []
   for row in rows:
     name, label, _, _, gen, flops_name = row
@@ -296,7 +301,7 @@ def main(argv=None):
         continue
       values = [v[k] for _, v in runs]
       cells.append(_mean_std_cell(values))
-      if args.record and len(runs) == len(seeds):
+      if stamp and len(runs) == len(seeds):
         m, sd = records_lib.mean_std(values)
         records.append(dict(
             name=f'selfboottok_seeds_table/{name}',
@@ -307,15 +312,62 @@ def main(argv=None):
     train_f, sample_f = flops.get(flops_name, (None, None)) if gen else (None, None)
     cells += [_g(train_f), _g(sample_f)]
     lines.append(_md(cells))
-  blocks = [lines, diagnostics_table(rows, seeds, roots),
-            per_seed_table(finished[:len(ROWS)], seeds)]
-  if any(runs for _, runs in finished[len(ROWS):]):  # the horizon's, paired with its TiTok-8
-    blocks.append(per_seed_table(finished[len(ROWS):], seeds, base='TiTok-8 3x'))
-  blocks = ['\n'.join(b) for b in blocks]
-  print('\n\n'.join(blocks))
+  tables = [lines, diagnostics_table(rows, seeds, roots),
+            per_seed_table(finished, seeds, base=base)]
+  return ['\n'.join(t) for t in tables], records, finished
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--seeds', default='0,1,2')
+  p.add_argument('--seeds_root', default=os.environ.get(
+      'SEEDS_ROOT', os.path.join(_ROOT, 'workdirs', 'seeds')), help="selfboottok_seeds.sh's")
+  p.add_argument('--adv_root', default=os.environ.get(
+      'ADV_ROOT', os.path.join(_ROOT, 'workdirs', 'adv')), help="adversarial_fmnist.sh's")
+  p.add_argument('--archive', default=os.environ.get(
+      'ARCHIVE', os.path.join(_ROOT, 'benchmarks', 'runs')),
+                 help="run_steps.sh's ARCHIVE: committed results of finished runs, read for "
+                 'runs missing from the workdirs')
+  p.add_argument('--out', default=os.path.join(_ROOT, 'benchmarks', 'results.jsonl'))
+  p.add_argument('--horizon_variant', default='ot',
+                 help="selfboottok_horizon.sh's SBT_VARIANT ('ot': the default config)")
+  p.add_argument('--plot', default='',
+                 help='write a PNG here: per-seed gFD-VGG and rFD-VGG of every row with a '
+                 'finished seed, mean +- std')
+  p.add_argument('--note', default='',
+                 help="rewrite this research note's marked tables (docs/selfboottok_vs_titok.md)")
+  p.add_argument('--note_blocks', default=','.join(NOTE_BLOCKS),
+                 help='which of the note\'s blocks --note rewrites, comma-separated, of '
+                 + ', '.join(NOTE_BLOCKS))
+  p.add_argument('--record', action='store_true',
+                 help='append records of the rows with every seed to --out')
+  args = p.parse_args(argv)
+  seeds = [int(s) for s in args.seeds.split(',')]
+  names = [b for b in args.note_blocks.split(',') if b]
+  if unknown := [b for b in names if b not in NOTE_BLOCKS]:
+    sys.exit(f'--note_blocks: unknown block {unknown[0]!r}; choose from {", ".join(NOTE_BLOCKS)}')
+  flops = generator_flops(args.out)
+  roots = {root: (path, os.path.join(args.archive, os.path.basename(os.path.normpath(path))))
+           for root, path in ((SEEDS_ROOT, args.seeds_root), (ADV_ROOT, args.adv_root))}
+  command = 'python ' + ' '.join(shlex.quote(a) for a in
+                                 ['benchmarks/selfboottok_seeds_table.py']
+                                 + (argv if argv is not None else sys.argv[1:]))
+  # What every record of this invocation shares (one git call, not one per record).
+  stamp = dict(device=throughput.device_description(), git=records_lib.git_revision(),
+               date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+               command=command) if args.record else {}
+  tables, records, finished = [], [], []
+  for rows, base in ((ROWS, 'TiTok-8'), (horizon_rows(args.horizon_variant), 'TiTok-8 3x')):
+    t, r, f = row_tables(rows, seeds, roots, flops, stamp, base)
+    tables.append(t)
+    records += r
+    finished += f
+  print('\n\n'.join(tables[0] + ['At 3x the steps:'] + tables[1]))
   if args.note:
-    write_note(args.note, blocks, records_lib.git_revision(),
-               datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))
+    blocks = note_blocks(tables, records_lib.git_revision(),
+                         datetime.datetime.now(datetime.timezone.utc).strftime(
+                             '%Y-%m-%d %H:%M UTC'))
+    write_note(args.note, blocks, names)
   if args.plot:
     plot([(row[1], [v for _, v in runs]) for row, runs in finished], args.plot)
   if records:

@@ -24,9 +24,18 @@ def _recon(psnr):
           'codebook_perplexity': 10 * psnr}
 
 
-def _tables(out):
-  """The printed tables, each as {first cell: cells}."""
-  main, diagnostics = out.split('\n\n')[:2]
+@pytest.fixture(autouse=True)
+def _no_archive(tmp_path, monkeypatch):
+  """The committed benchmarks/runs/ must not leak into a test that sets no --archive."""
+  monkeypatch.setenv('ARCHIVE', str(tmp_path / 'no_archive'))
+
+
+def _tables(out, horizon=False):
+  """The printed mean +- std and diagnostics tables (the horizon's with horizon=True), each
+  as {first cell: cells}. The output: 3 tables, a 'At 3x the steps:' line, 3 tables."""
+  blocks = out.strip().split('\n\n')
+  assert len(blocks) == 7 and blocks[3] == 'At 3x the steps:'
+  main, diagnostics = blocks[4:6] if horizon else blocks[:2]
   return [{line.split(' | ')[0][2:]: line.split(' | ') for line in t.splitlines()[2:]
            if line.startswith('|')} for t in (main, diagnostics)]
 
@@ -81,7 +90,7 @@ def test_horizon_rows_follow_the_variant_the_horizon_driver_ran(tmp_path, capsys
   table.main(['--seeds', '0', '--seeds_root', str(seeds_root), '--adv_root',
               str(tmp_path / 'adv'), '--out', str(tmp_path / 'r.jsonl'),
               '--horizon_variant', 'ema'])
-  rows, _ = _tables(capsys.readouterr().out)
+  rows, _ = _tables(capsys.readouterr().out, horizon=True)
   ema = rows["SelfBootTok 'ema', generate, 3x steps"]
   assert ema[1:3] == ['1', '16.5 ± 0'] and ema[6] == '19 ± 0'
   assert rows['TiTok, G=8, 3x steps'][1] == '0'
@@ -100,17 +109,31 @@ def test_horizon_gfd_is_paired_with_titok8_at_3x(tmp_path, capsys):
   table.main(['--seeds', '0', '--seeds_root', str(seeds_root), '--adv_root', str(adv_root),
               '--out', str(tmp_path / 'r.jsonl')])
   blocks = capsys.readouterr().out.strip().split('\n\n')
-  assert len(blocks) == 4
-  horizon = blocks[3].splitlines()
+  assert len(blocks) == 7
+  horizon = blocks[6].splitlines()
   assert horizon[0].endswith('| minus TiTok-8 3x, same seed |')
   assert horizon[2:] == ['| TiTok, G=8, 3x steps | 18.00 | - |',
                          "| SelfBootTok 'ot', generate, 3x steps | 17.50 | -0.50 |"]
 
 
-def test_no_horizon_run_no_horizon_per_seed_table(tmp_path, capsys):
-  table.main(['--seeds', '0', '--seeds_root', str(tmp_path / 'seeds'), '--adv_root',
-              str(tmp_path / 'adv'), '--out', str(tmp_path / 'r.jsonl')])
-  assert len(capsys.readouterr().out.strip().split('\n\n')) == 3
+def test_runs_missing_from_the_workdirs_are_read_from_the_archive(tmp_path, capsys):
+  seeds_root, adv_root, archive = tmp_path / 'seeds', tmp_path / 'adv', tmp_path / 'runs'
+  # TiTok-8 seed 0 finished on another machine: only its archived copy is here (adv root).
+  _results(archive / 'adv' / 'titok8_s0' / 'eval' / 'test_all', _recon(15.0))
+  _generator(archive / 'adv' / 'gen_titok8_s0', 20.0)
+  # Seed 1 is in both; the workdir's files win.
+  for root, psnr in ((adv_root, 17.0), (archive / 'adv', 99.0)):
+    _results(root / 'titok8_s1' / 'eval' / 'test_all', _recon(psnr))
+    _generator(root / 'gen_titok8_s1', 22.0)
+  # The archive follows the seeds root's name: SEEDS_ROOT=.../seeds -> runs/seeds.
+  _results(archive / 'seeds' / 'titok16_s0' / 'eval' / 'test_all', _recon(16.0))
+  _generator(archive / 'seeds' / 'gen_titok16_s0', 21.0)
+
+  table.main(['--seeds', '0,1', '--seeds_root', str(seeds_root), '--adv_root', str(adv_root),
+              '--archive', str(archive), '--out', str(tmp_path / 'r.jsonl')])
+  rows, _ = _tables(capsys.readouterr().out)
+  assert rows['TiTok, G=8'][1:3] == ['2', '16 ± 1.4']
+  assert rows['TiTok, G+L=16'][1:3] == ['1', '16 ± 0']
 
 
 def test_per_seed_gfd_is_paired_with_titok8_of_the_same_seed(tmp_path, capsys):
@@ -129,31 +152,51 @@ def test_per_seed_gfd_is_paired_with_titok8_of_the_same_seed(tmp_path, capsys):
   assert len(per_seed) == 4
 
 
-def test_note_tables_are_rewritten_between_their_markers_only(tmp_path, capsys):
+def test_note_blocks_are_rewritten_between_their_markers_only(tmp_path, capsys):
   seeds_root, adv_root = tmp_path / 'seeds', tmp_path / 'adv'
   _results(adv_root / 'titok8_s0' / 'eval' / 'test_all', _recon(15.0))
   _generator(adv_root / 'gen_titok8_s0', 20.0)
   _results(seeds_root / 'titok8_3x_s0' / 'eval' / 'test_all', _recon(16.0))
   _generator(seeds_root / 'gen_titok8_3x_s0', 18.0)
   note = tmp_path / 'note.md'
-  note.write_text('# Note\n\nfindings stay\n<!-- tables -->\nold table\n<!-- /tables -->\n'
-                  'between\n<!-- per_seed -->\nold seeds\n<!-- /per_seed -->\nend\n')
+  original = ('# Note\n\nfindings stay\n<!-- tables -->\nold table\n<!-- /tables -->\n'
+              'between\n<!-- per_seed -->\nold seeds\n<!-- /per_seed -->\nand\n'
+              '<!-- horizon -->\nold horizon\n<!-- /horizon -->\nend\n')
+  note.write_text(original)
   args = ['--seeds', '0', '--seeds_root', str(seeds_root), '--adv_root', str(adv_root),
-          '--out', str(tmp_path / 'r.jsonl'), '--note', str(note)]
+          '--archive', str(tmp_path / 'runs'), '--out', str(tmp_path / 'r.jsonl'),
+          '--note', str(note)]
   table.main(args)
-  blocks = capsys.readouterr().out.split('\n\n')
+  blocks = capsys.readouterr().out.split('rewrote')[0].strip().split('\n\n')
   text = note.read_text()
   assert text.startswith('# Note\n\nfindings stay\n<!-- tables -->\nAs of `')
-  assert 'old table' not in text and 'old seeds' not in text
-  tables = text.split('<!-- tables -->\n')[1].split('\n<!-- /tables -->')[0]
-  assert blocks[0] in tables and blocks[1] in tables  # the main and diagnostics tables
-  per_seed = text.split('<!-- per_seed -->\n')[1].split('\n<!-- /per_seed -->')[0]
-  assert per_seed.startswith(blocks[2]) and per_seed.endswith(blocks[3].split('rewrote')[0]
-                                                              .strip())
-  assert 'At 3x the steps, paired with TiTok-8 at 3x the steps' in per_seed
-  assert text.endswith('<!-- /tables -->\nbetween\n<!-- per_seed -->\n' + per_seed
-                       + '\n<!-- /per_seed -->\nend\n')
-  # A note without the markers: one line naming the missing block, the file untouched.
+  assert 'old table' not in text and 'old seeds' not in text and 'old horizon' not in text
+
+  def block(name):
+    return text.split(f'<!-- {name} -->\n')[1].split(f'\n<!-- /{name} -->')[0]
+
+  assert blocks[0] in block('tables') and blocks[1] in block('tables')
+  assert block('per_seed') == blocks[2]
+  horizon = block('horizon')
+  assert horizon.startswith('As of `') and all(b in horizon for b in blocks[4:])
+  assert horizon.endswith('Per seed, paired with TiTok-8 at 3x the steps:\n\n' + blocks[6])
+  assert text.endswith('<!-- /tables -->\nbetween\n<!-- per_seed -->\n' + blocks[2]
+                       + '\n<!-- /per_seed -->\nand\n<!-- horizon -->\n' + horizon
+                       + '\n<!-- /horizon -->\nend\n')
+
+  # --note_blocks horizon: the other blocks stay as written.
+  note.write_text(original)
+  table.main(args + ['--note_blocks', 'horizon'])
+  text = note.read_text()
+  assert block('horizon').startswith('As of `') and block('horizon').endswith(blocks[6])
+  assert text == original.replace('old horizon', block('horizon'))
+  with pytest.raises(SystemExit, match="--note_blocks: unknown block 'tabels'; choose from"):
+    table.main(args + ['--note_blocks', 'tabels'])
+
+  with pytest.raises(SystemExit, match=r'--note .*missing.md: cannot read it \(No such file'):
+    table.main(args[:-1] + [str(tmp_path / 'missing.md')])
+
+  # A note without a block's markers: one line naming it, the file untouched.
   note.write_text('# Note\n<!-- tables -->\nx\n<!-- /tables -->\n')
   with pytest.raises(SystemExit, match='no <!-- per_seed --> ... <!-- /per_seed --> block'):
     table.main(args)

@@ -1,0 +1,96 @@
+"""benchmarks/run_steps.sh's archive and restore, through selfboottok_horizon.sh, with a fake
+python that writes what each step would (no training)."""
+import os
+import subprocess
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Stands in for .venv/bin/python: logs its arguments, writes each step's output files.
+_FAKE_PYTHON = r'''#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+arg() { local k=$1; shift; while [ $# -gt 0 ]; do [ "$1" = "$k" ] && { echo "$2"; return; }; shift; done; }
+case "$*" in
+  *sbt_jax.main*) w=$(arg --workdir "$@"); mkdir -p "$w/checkpoints/3000"
+    echo '{"eval/loss": 1.5}' > "$w/eval_final.json"; echo ckpt > "$w/checkpoints/3000/x" ;;
+  *sbt_jax.evaluate*) d=$(arg --out_dir "$@"); mkdir -p "$d"
+    echo '{"metrics": {"psnr": 15.0}}' > "$d/results.json" ;;
+  *generator_fd.py*) g=$(arg --gen_workdirs "$@"); mkdir -p "$g/eval_fd/n10000"
+    echo '{"metrics": {"gfd_vgg@10000": 20.0}}' > "$g/eval_fd/n10000/results.json" ;;
+  *) echo "unexpected: $*" >&2; exit 3 ;;
+esac
+'''
+
+
+def _drive(tmp_path, seeds_root, *seeds, script='selfboottok_horizon.sh'):
+  fake = tmp_path / 'python'
+  fake.write_text(_FAKE_PYTHON)
+  fake.chmod(0o755)
+  calls = tmp_path / 'calls.txt'
+  calls.write_text('')
+  env = dict(os.environ, PYTHON=str(fake), CALLS=str(calls), SEEDS_ROOT=str(seeds_root),
+             ADV_ROOT=str(seeds_root.parent / 'adv'), ARCHIVE=str(tmp_path / 'runs'),
+             RESULTS=str(tmp_path / 'r.jsonl'), SBT_VARIANT='')
+  subprocess.run(['bash', f'benchmarks/{script}', *seeds], cwd=_ROOT, env=env,
+                 check=True, capture_output=True, text=True)
+  return calls.read_text().splitlines()
+
+
+def _files(root):
+  return sorted(os.path.relpath(os.path.join(d, f), root)
+                for d, _, fs in os.walk(root) for f in fs)
+
+
+def test_finished_runs_are_archived_without_checkpoints_and_restored_elsewhere(tmp_path):
+  calls = _drive(tmp_path, tmp_path / 'machine1' / 'seeds', '0')
+  # Per row: train, eval(s), MaskGIT, gFD; SelfBootTok has a generate-mode eval too.
+  assert len(calls) == 4 + 5
+  assert _files(tmp_path / 'runs') == [
+      'seeds/gen_sbt_ot_3x_s0/eval_fd/n10000/results.json',
+      'seeds/gen_sbt_ot_3x_s0/eval_final.json',
+      'seeds/gen_titok8_3x_s0/eval_fd/n10000/results.json',
+      'seeds/gen_titok8_3x_s0/eval_final.json',
+      'seeds/sbt_ot_3x_s0/eval/test_all/results.json',
+      'seeds/sbt_ot_3x_s0/eval/test_all_generate/results.json',
+      'seeds/sbt_ot_3x_s0/eval_final.json',
+      'seeds/titok8_3x_s0/eval/test_all/results.json',
+      'seeds/titok8_3x_s0/eval_final.json']
+
+  # A new checkout (empty workdirs but one file, same archive): nothing runs, the results
+  # are back, and the file that was there is kept.
+  machine2 = tmp_path / 'machine2' / 'seeds'
+  mine = machine2 / 'titok8_3x_s0' / 'eval' / 'test_all' / 'results.json'
+  mine.parent.mkdir(parents=True)
+  mine.write_text('mine')
+  assert _drive(tmp_path, machine2, '0') == []
+  assert _files(machine2) == [f.split('/', 1)[1] for f in _files(tmp_path / 'runs')]
+  assert mine.read_text() == 'mine'
+  assert (machine2 / 'titok8_3x_s0' / 'eval_final.json').read_text() == (
+      tmp_path / 'runs' / 'seeds' / 'titok8_3x_s0' / 'eval_final.json').read_text()
+
+
+def test_a_row_is_restored_only_with_its_generator(tmp_path):
+  _drive(tmp_path, tmp_path / 'machine1' / 'seeds', '0')
+  # The generator's results did not make it into the archive: restoring the tokenizer
+  # alone would leave its MaskGIT nothing to encode with, so the whole row runs again.
+  for f in _files(tmp_path / 'runs' / 'seeds' / 'gen_titok8_3x_s0'):
+    os.remove(tmp_path / 'runs' / 'seeds' / 'gen_titok8_3x_s0' / f)
+  machine2 = tmp_path / 'machine2' / 'seeds'
+  calls = _drive(tmp_path, machine2, '0')
+  assert len(calls) == 4
+  assert all('titok8_3x_s0' in c for c in calls)
+  assert '--config configs/selfboottok_fmnist.py:titok' in calls[0]
+  assert (machine2 / 'titok8_3x_s0' / 'checkpoints').is_dir()  # trained, not restored
+  assert not (machine2 / 'sbt_ot_3x_s0' / 'checkpoints').exists()  # restored
+
+
+def test_the_seeds_driver_archives_each_of_its_four_rows(tmp_path):
+  calls = _drive(tmp_path, tmp_path / 'machine1' / 'seeds', '1',
+                 script='selfboottok_seeds.sh')
+  assert len(calls) == 4 * 4 + 2  # + SelfBootTok's two generate-mode evals
+  archived = _files(tmp_path / 'runs')
+  assert 'adv/gen_titok8_s1/eval_fd/n10000/results.json' in archived
+  for run in ('titok16_s1', 'sbt_ot_s1', 'sbt_latent_s1'):
+    assert f'seeds/gen_{run}/eval_final.json' in archived
+  assert 'seeds/sbt_latent_s1/eval/test_all_generate/results.json' in archived
+  assert _drive(tmp_path, tmp_path / 'machine2' / 'seeds', '1',
+                script='selfboottok_seeds.sh') == []
