@@ -3,6 +3,8 @@ python that writes what each step would (no training)."""
 import os
 import subprocess
 
+import pytest
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Stands in for .venv/bin/python: logs its arguments, writes each step's output files.
@@ -14,8 +16,10 @@ case "$*" in
     echo '{"eval/loss": 1.5}' > "$w/eval_final.json"; echo ckpt > "$w/checkpoints/3000/x" ;;
   *sbt_jax.evaluate*) d=$(arg --out_dir "$@"); mkdir -p "$d"
     echo '{"metrics": {"psnr": 15.0}}' > "$d/results.json" ;;
-  *generator_fd.py*) g=$(arg --gen_workdirs "$@"); mkdir -p "$g/eval_fd/n10000"
-    echo '{"metrics": {"gfd_vgg@10000": 20.0}}' > "$g/eval_fd/n10000/results.json" ;;
+  *generator_fd.py*) g=$(arg --gen_workdirs "$@") t=$(arg --tokenizer_workdir "$@")
+    d=$g/eval_fd/n10000${t:+_$(basename "$t")}
+    [ -z "$(arg --aligner_workdir "$@")" ] || d=$g/eval_fd/n10000_aligner
+    mkdir -p "$d"; echo '{"metrics": {"gfd_vgg@10000": 20.0}}' > "$d/results.json" ;;
   *) echo "unexpected: $*" >&2; exit 3 ;;
 esac
 '''
@@ -94,3 +98,36 @@ def test_the_seeds_driver_archives_each_of_its_four_rows(tmp_path):
   assert 'seeds/sbt_latent_s1/eval/test_all_generate/results.json' in archived
   assert _drive(tmp_path, tmp_path / 'machine2' / 'seeds', '1',
                 script='selfboottok_seeds.sh') == []
+
+
+def test_variants_retrain_the_archived_base_run_they_need_checkpoints_of(tmp_path):
+  _drive(tmp_path, tmp_path / 'machine1' / 'seeds', '0', script='selfboottok_seeds.sh')
+  # A new checkout: sbt_ot_s0 and its MaskGIT come back from the archive, without the
+  # checkpoints the fine-tune and the aligner start from, so those two are trained again.
+  machine2 = tmp_path / 'machine2' / 'seeds'
+  calls = _drive(tmp_path, machine2, '0', script='selfboottok_variants.sh')
+  trained = [c.split('--workdir ')[1].split()[0] for c in calls if 'sbt_jax.main' in c]
+  assert [os.path.basename(w) for w in trained] == [
+      'sbt_ema_s0', 'gen_sbt_ema_s0', 'sbt_softlocal_s0', 'gen_sbt_softlocal_s0',
+      'sbt_ot_s0', 'gen_sbt_ot_s0', 'sbt_ot_ft_s0', 'sbt_ot_aligner_s0']
+  archived = _files(tmp_path / 'runs' / 'seeds')
+  for f in ('sbt_ot_ft_s0/eval/test_all_generate/results.json',
+            'sbt_ot_aligner_s0/eval_final.json',
+            'sbt_ot_s0/eval/test_all_generate_aligner_t1/results.json',
+            'gen_sbt_ot_s0/eval_fd/n10000_aligner/results.json',
+            'gen_sbt_ot_s0/eval_fd/n10000_sbt_ot_ft_s0/results.json',
+            'gen_sbt_softlocal_s0/eval_fd/n10000/results.json'):
+    assert f in archived, f
+  # A third checkout: everything comes from the archive, nothing runs.
+  assert _drive(tmp_path, tmp_path / 'machine3' / 'seeds', '0',
+                script='selfboottok_variants.sh') == []
+  assert (tmp_path / 'machine3' / 'seeds' / 'gen_sbt_ot_s0' / 'eval_fd' / 'n10000_aligner'
+          / 'results.json').exists()
+
+
+def test_variants_without_the_base_run_say_so_in_one_line(tmp_path):
+  with pytest.raises(subprocess.CalledProcessError) as e:
+    _drive(tmp_path, tmp_path / 'seeds', '0', script='selfboottok_variants.sh')
+  assert e.value.returncode == 2
+  assert e.value.stderr.strip().endswith('sbt_ot_s0: run selfboottok_seeds.sh 0 first')
+  assert (tmp_path / 'calls.txt').read_text() == ''
