@@ -166,7 +166,8 @@ def diagnostics_table(rows, seeds, roots):
 def per_seed_table(finished, seeds, base='TiTok-8'):
   """Markdown lines: each row's gFD-VGG per seed, and its difference from the first row's
   (`base`, TiTok-8's) generator of the same seed: the seeds pair (same seed for tokenizer,
-  generator and sampling), so the paired differences show what the means hide.
+  generator and sampling), so the paired differences (with their mean +- std once two
+  seeds pair) show what the means hide.
   `finished`: (row, [(seed, values)]) as main collected them."""
   lines = _md_head(['row'] + [f'seed {s}' for s in seeds] + [f'minus {base}, same seed'])
   with_gen = [(row, dict((s, v['gfd_vgg']) for s, v in runs))
@@ -177,9 +178,12 @@ def per_seed_table(finished, seeds, base='TiTok-8'):
   for row, values in others:
     if not values:
       continue
-    diffs = [f'{values[s] - base[s]:+.2f}' for s in seeds if s in values and s in base]
+    diffs = [values[s] - base[s] for s in seeds if s in values and s in base]
+    paired = ', '.join(f'{d:+.2f}' for d in diffs) or '-'
+    if len(diffs) > 1:  # the paired difference's mean +- sample std
+      paired += ' (mean {:+.2f} ± {:.2f})'.format(*records_lib.mean_std(diffs))
     lines.append(_md([row[1]] + [f'{values[s]:.2f}' if s in values else '-' for s in seeds]
-                     + [', '.join(diffs) or '-']))
+                     + [paired]))
   return lines
 
 

@@ -152,6 +152,21 @@ def test_per_seed_gfd_is_paired_with_titok8_of_the_same_seed(tmp_path, capsys):
   assert len(per_seed) == 4
 
 
+def test_paired_differences_get_their_mean_and_std(tmp_path, capsys):
+  seeds_root, adv_root = tmp_path / 'seeds', tmp_path / 'adv'
+  for s, (base, sbt) in enumerate([(20.0, 19.0), (22.0, 19.0), (21.0, 21.0)]):
+    _results(adv_root / f'titok8_s{s}' / 'eval' / 'test_all', _recon(15.0))
+    _generator(adv_root / f'gen_titok8_s{s}', base)
+    _results(seeds_root / f'sbt_ot_s{s}' / 'eval' / 'test_all_generate', _recon(15.0))
+    _generator(seeds_root / f'gen_sbt_ot_s{s}', sbt)
+
+  table.main(['--seeds_root', str(seeds_root), '--adv_root', str(adv_root),
+              '--out', str(tmp_path / 'r.jsonl')])
+  per_seed = capsys.readouterr().out.split('\n\n')[2].splitlines()
+  assert per_seed[3] == ("| SelfBootTok 'ot', generate (G=8 ids) | 19.00 | 19.00 | 21.00 | "
+                         '-1.00, -3.00, +0.00 (mean -1.33 ± 1.53) |')
+
+
 def test_note_blocks_are_rewritten_between_their_markers_only(tmp_path, capsys):
   seeds_root, adv_root = tmp_path / 'seeds', tmp_path / 'adv'
   _results(adv_root / 'titok8_s0' / 'eval' / 'test_all', _recon(15.0))
