@@ -84,3 +84,18 @@ generator() {  # generator GEN_WORKDIR SEED TOKENIZER_WORKDIR: the tables' MaskG
   TRAIN_EVAL_IMAGES=-1 train "$1" --config configs/generator_fmnist.py --config.seed="$2" \
       --config.train.num_steps="${GEN_STEPS:-2000}" --config.generator.tokenizer_workdir="$3"
 }
+
+row() {  # row WORKDIR SEED CONFIG [ARGS...]: one table row, archived once finished: the
+  # tokenizer trained with CONFIG, seed SEED and ARGS, its whole-split eval (SelfBootTok's,
+  # sbt_*, in generate mode too), its MaskGIT gen_<run> beside it and that MaskGIT's gFD-VGG;
+  # or all of it restored from ARCHIVE
+  local w=$1 s=$2 cfg=$3 gen; shift 3
+  gen=$(dirname "$w")/gen_$(basename "$w")
+  restore "$w" "$gen" && return 0
+  train "$w" --config "$cfg" --config.seed="$s" "$@"
+  evaluate "$w" test_all
+  [[ $(basename "$w") != sbt_* ]] || evaluate "$w" test_all_generate --mode generate
+  generator "$gen" "$s" "$w"
+  gfd "$gen" "$s"  # SelfBootTok decodes in generate mode (its aligner's local ids)
+  archive "$w" "$gen"
+}

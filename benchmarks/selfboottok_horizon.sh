@@ -16,21 +16,8 @@ variant=${SBT_VARIANT:-}
 steps=3000 GEN_STEPS=6000
 mkdir -p "$SEEDS_ROOT"
 for s in "${SEEDS[@]}"; do
-  # One row at a time (tokenizer, its evals, its MaskGIT, gFD), archived once finished.
-  for w in "$SEEDS_ROOT/titok8_3x_s$s" "$SEEDS_ROOT/sbt_${variant:-ot}_3x_s$s"; do
-    gen=$SEEDS_ROOT/gen_$(basename "$w")
-    restore "$w" "$gen" && continue
-    case $(basename "$w") in
-      titok8_*) train "$w" --config "$CFG:titok" --config.seed="$s" --config.train.num_steps=$steps
-                evaluate "$w" test_all ;;
-      *) train "$w" --config "$CFG${variant:+:$variant}" --config.seed="$s" \
-             --config.train.num_steps=$steps
-         evaluate "$w" test_all
-         evaluate "$w" test_all_generate --mode generate ;;
-    esac
-    generator "$gen" "$s" "$w"
-    gfd "$gen" "$s"  # SelfBootTok decodes in generate mode (its aligner's local ids)
-    archive "$w" "$gen"
-  done
+  row "$SEEDS_ROOT/titok8_3x_s$s" "$s" "$CFG:titok" --config.train.num_steps=$steps
+  row "$SEEDS_ROOT/sbt_${variant:-ot}_3x_s$s" "$s" "$CFG${variant:+:$variant}" \
+      --config.train.num_steps=$steps
 done
 echo "== $(date -u +%H:%M) done"

@@ -13,23 +13,10 @@ cd "$(dirname "$0")/.."
 source benchmarks/run_steps.sh "$@"
 
 mkdir -p "$SEEDS_ROOT" "$ADV_ROOT"
-for s in "${SEEDS[@]}"; do
-  # One row at a time (tokenizer, its evals, its MaskGIT, gFD), archived once finished.
-  for w in "$ADV_ROOT/titok8_s$s" "$SEEDS_ROOT/titok16_s$s" "$SEEDS_ROOT/sbt_ot_s$s" \
-      "$SEEDS_ROOT/sbt_latent_s$s"; do
-    gen=$(dirname "$w")/gen_$(basename "$w")
-    restore "$w" "$gen" && continue
-    case $(basename "$w") in
-      titok8_*) train "$w" --config "$CFG:titok" --config.seed="$s" ;;
-      titok16_*) train "$w" --config "$CFG:titok16" --config.seed="$s" ;;
-      sbt_ot_*) train "$w" --config "$CFG" --config.seed="$s" ;;
-      sbt_latent_*) train "$w" --config "$CFG:latent" --config.seed="$s" ;;
-    esac
-    evaluate "$w" test_all
-    [[ $(basename "$w") != sbt_* ]] || evaluate "$w" test_all_generate --mode generate
-    generator "$gen" "$s" "$w"
-    gfd "$gen" "$s"  # SelfBootTok decodes in generate mode (its aligner's local ids)
-    archive "$w" "$gen"
-  done
+for s in "${SEEDS[@]}"; do  # SelfBootTok's gFD decodes in generate mode
+  row "$ADV_ROOT/titok8_s$s" "$s" "$CFG:titok"
+  row "$SEEDS_ROOT/titok16_s$s" "$s" "$CFG:titok16"
+  row "$SEEDS_ROOT/sbt_ot_s$s" "$s" "$CFG"
+  row "$SEEDS_ROOT/sbt_latent_s$s" "$s" "$CFG:latent"
 done
 echo "== $(date -u +%H:%M) done"

@@ -20,16 +20,7 @@ for s in "${SEEDS[@]}"; do
   ot=$SEEDS_ROOT/sbt_ot_s$s genot=$SEEDS_ROOT/gen_sbt_ot_s$s
   [ -f "$ot/eval_final.json" ] || restore "$ot" "$genot" ||
       { echo "missing $ot: run selfboottok_seeds.sh $s first" >&2; exit 2; }
-  for v in ema softlocal; do  # one row at a time, archived once finished
-    w=$SEEDS_ROOT/sbt_${v}_s$s gen=$SEEDS_ROOT/gen_sbt_${v}_s$s
-    restore "$w" "$gen" && continue
-    train "$w" --config "$CFG:$v" --config.seed="$s"
-    evaluate "$w" test_all
-    evaluate "$w" test_all_generate --mode generate
-    generator "$gen" "$s" "$w"
-    gfd "$gen" "$s"
-    archive "$w" "$gen"
-  done
+  for v in ema softlocal; do row "$SEEDS_ROOT/sbt_${v}_s$s" "$s" "$CFG:$v"; done
   ft=$SEEDS_ROOT/sbt_ot_ft_s$s al=$SEEDS_ROOT/sbt_ot_aligner_s$s
   restore "$ft" "$al" && continue  # archived with their results in sbt_ot's dirs, below
   # Both start from sbt_ot and are judged with its MaskGIT: they need those checkpoints,
