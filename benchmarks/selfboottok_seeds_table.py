@@ -19,11 +19,13 @@ the command is in benchmarks/README.md):
   sample/float32 flops_per_image     sampling + the tokenizer's decode, per image
 Prints markdown tables: mean +- std per row (std: sample standard deviation, ddof = 1);
 what the stored ids look like; gFD-VGG per seed and paired with TiTok-8's; then the same
-three for the longer horizon, paired with TiTok-8 at 3x the steps. With --record, appends
-one record per complete row (all seeds) and metric to benchmarks/results.jsonl. With --note
-docs/selfboottok_vs_titok.md, also rewrites the research note's blocks named by
---note_blocks: `tables` (the first two tables), `per_seed` (the third) and `horizon` (the
-horizon's three), each between its `<!-- name -->` and `<!-- /name -->` markers and stamped
+three for the longer horizon, paired with TiTok-8 at 3x the steps; then the same three for
+the readings of the method (VARIANT_ROWS) beside their baselines, paired with TiTok-8 and
+with SelfBootTok 'ot'. With --record, appends one record per complete row (all seeds) and
+metric to benchmarks/results.jsonl. With --note docs/selfboottok_vs_titok.md, also rewrites
+the research note's blocks named by --note_blocks: `tables` (the first two tables),
+`per_seed` (the third), `horizon` (the horizon's three) and `variants` (the readings'
+three), each between its `<!-- name -->` and `<!-- /name -->` markers and stamped
 with the commit and date; the rest stays as written.
 """
 import argparse
@@ -68,6 +70,13 @@ ROWS = (
      (SEEDS_ROOT, 'sbt_ot_s{s}'), 'test_all_generate_aligner_t1',
      (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000_aligner'), 'sbt_aligner'),
 )
+
+
+# The readings of the method (issue 20's step 2, selfboottok_variants.sh) beside the two
+# baselines they pair with, seed by seed: TiTok-8 and the SelfBootTok 'ot' run that the
+# fine-tune and the larger aligner start from. A view of ROWS (its records are ROWS').
+VARIANT_ROWS = tuple(r for r in ROWS if r[0] in ('titok8', 'sbt_ot', 'sbt_ema', 'sbt_softlocal',
+                                                 'sbt_ot_ft', 'sbt_ot_aligner'))
 
 
 def horizon_rows(variant):
@@ -163,27 +172,34 @@ def diagnostics_table(rows, seeds, roots):
   return lines
 
 
-def per_seed_table(finished, seeds, base='TiTok-8'):
+def per_seed_table(finished, seeds, base='TiTok-8', also=None):
   """Markdown lines: each row's gFD-VGG per seed, and its difference from the first row's
   (`base`, TiTok-8's) generator of the same seed: the seeds pair (same seed for tokenizer,
   generator and sampling), so the paired differences (with their mean +- std once two
-  seeds pair) show what the means hide.
+  seeds pair) show what the means hide. also: (row name, label), a second row every later
+  row is paired with too, in a column of its own.
   `finished`: (row, [(seed, values)]) as main collected them."""
-  lines = _md_head(['row'] + [f'seed {s}' for s in seeds] + [f'minus {base}, same seed'])
   with_gen = [(row, dict((s, v['gfd_vgg']) for s, v in runs))
               for row, runs in finished if row[4] is not None]
-  (base_row, base), others = with_gen[0], with_gen[1:]
-  lines.append(_md([base_row[1]] + [f'{base[s]:.2f}' if s in base else '-' for s in seeds]
-                   + ['-']))
+  (base_row, base_values), others = with_gen[0], with_gen[1:]
+  bases = [(base, base_values)]
+  if also:
+    bases.append((also[1], next(v for row, v in with_gen if row[0] == also[0])))
+  lines = _md_head(['row'] + [f'seed {s}' for s in seeds]
+                   + [f'minus {label}, same seed' for label, _ in bases])
+  lines.append(_md([base_row[1]] + [f'{base_values[s]:.2f}' if s in base_values else '-'
+                                    for s in seeds] + ['-'] * len(bases)))
   for row, values in others:
     if not values:
       continue
-    diffs = [values[s] - base[s] for s in seeds if s in values and s in base]
-    paired = ', '.join(f'{d:+.2f}' for d in diffs) or '-'
-    if len(diffs) > 1:  # the paired difference's mean +- sample std
-      paired += ' (mean {:+.2f} ± {:.2f})'.format(*records_lib.mean_std(diffs))
-    lines.append(_md([row[1]] + [f'{values[s]:.2f}' if s in values else '-' for s in seeds]
-                     + [paired]))
+    cells = [row[1]] + [f'{values[s]:.2f}' if s in values else '-' for s in seeds]
+    for _, against in bases:
+      diffs = [values[s] - against[s] for s in seeds if s in values and s in against]
+      paired = ', '.join(f'{d:+.2f}' for d in diffs) or '-'
+      if len(diffs) > 1 and against is not values:  # the paired difference's mean +- std
+        paired += ' (mean {:+.2f} ± {:.2f})'.format(*records_lib.mean_std(diffs))
+      cells.append('-' if against is values else paired)
+    lines.append(_md(cells))
   return lines
 
 
@@ -213,15 +229,15 @@ def _g(flops):
 
 
 def plot(rows, path):
-  """Per-seed dots and mean +- std bars of gFD-VGG and rFD-VGG, one line per row that has a
-  finished seed; the first such row's (TiTok-8's) mean +- std is shaded, so 'below it by
+  """Per-seed dots and mean +- std bars of gFD-VGG and rFD-VGG, one line per row given (main
+  gives those with every seed); the first such row's (TiTok-8's) mean +- std is shaded, so 'below it by
   more than one std' reads off."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   rows = [(label, runs) for label, runs in rows if runs]
   if not rows:
-    sys.exit(f'--plot {path}: no row has a finished seed')
+    sys.exit(f'--plot {path}: no row has all its seeds finished')
   labels = [label for label, _ in rows]
   fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.2), sharey=True)
   for ax, key, title in zip(axes, ('gfd_vgg', 'rfd_vgg'),
@@ -253,18 +269,23 @@ _STAMP = ('As of `{commit}`, {date} (n = seeds finished; mean ± sample std; the
 _IDS = ('What the stored ids look like (compress-mode eval of each tokenizer, whole test '
         'split; the aligner CE is the bits per local id the aligner still misses given the '
         'global ids):\n\n')
-NOTE_BLOCKS = ('tables', 'per_seed', 'horizon')
+NOTE_BLOCKS = ('tables', 'per_seed', 'horizon', 'variants')
+_VARIANTS = ('The readings of the method beside the baselines they pair with (TiTok-8 and '
+             "SelfBootTok 'ot' of the same seed):")
 
 
 def note_blocks(tables, commit, date):
   """{block name: its text in the note} from main's tables: `tables` the mean +- std and
-  diagnostics tables, `per_seed` the per-seed gFD, `horizon` the horizon's three."""
+  diagnostics tables, `per_seed` the per-seed gFD, `horizon` the horizon's three,
+  `variants` the readings' three."""
   stamp = _STAMP.format(commit=commit, date=date)
-  (main_table, ids, per_seed), (h_main, h_ids, h_per_seed) = tables
+  (main_table, ids, per_seed), (h_main, h_ids, h_per_seed), (v_main, v_ids, v_per_seed) = tables
   return {'tables': stamp + main_table + '\n\n' + _IDS + ids,
           'per_seed': per_seed,
           'horizon': (stamp + h_main + '\n\n' + _IDS + h_ids + '\n\nPer seed, paired with '
-                      'TiTok-8 at 3x the steps:\n\n' + h_per_seed)}
+                      'TiTok-8 at 3x the steps:\n\n' + h_per_seed),
+          'variants': (stamp + v_main + '\n\n' + _IDS + v_ids + '\n\nPer seed, paired with '
+                       "TiTok-8 and with SelfBootTok 'ot':\n\n" + v_per_seed)}
 
 
 def write_note(path, blocks, names):
@@ -285,10 +306,11 @@ def write_note(path, blocks, names):
   print(f'rewrote the {", ".join(names)} blocks of {path}')
 
 
-def row_tables(rows, seeds, roots, flops, stamp, base):
+def row_tables(rows, seeds, roots, flops, stamp, base, also=None):
   """(markdown tables, records, finished) of rows: the mean +- std table, the ids table and
-  the per-seed gFD paired with rows[0] (`base`); records (when stamp is set: --record) for
-  each row with every seed; finished: (row, [(seed, values)])."""
+  the per-seed gFD paired with rows[0] (`base`) and `also` (per_seed_table's); records
+  (when stamp is set: --record) for each row with every seed; finished: (row, [(seed,
+  values)])."""
   lines = _md_head(['row', 'n'] + [label for _, label in RECON]
                    + ['gFD-VGG (10k)', 'generator val NLL (nats / masked id)',
                       'generator GFLOP / train step', 'GFLOP / sampled image'])
@@ -317,7 +339,7 @@ def row_tables(rows, seeds, roots, flops, stamp, base):
     cells += [_g(train_f), _g(sample_f)]
     lines.append(_md(cells))
   tables = [lines, diagnostics_table(rows, seeds, roots),
-            per_seed_table(finished, seeds, base=base)]
+            per_seed_table(finished, seeds, base=base, also=also)]
   return ['\n'.join(t) for t in tables], records, finished
 
 
@@ -366,14 +388,19 @@ def main(argv=None):
     tables.append(t)
     records += r
     finished += f
-  print('\n\n'.join(tables[0] + ['At 3x the steps:'] + tables[1]))
+  # The readings: a view of ROWS (recorded above), with a second paired column.
+  tables.append(row_tables(VARIANT_ROWS, seeds, roots, flops, {}, 'TiTok-8',
+                           also=('sbt_ot', "'ot'"))[0])
+  print('\n\n'.join(tables[0] + ['At 3x the steps:'] + tables[1] + [_VARIANTS] + tables[2]))
   if args.note:
     blocks = note_blocks(tables, records_lib.git_revision(),
                          datetime.datetime.now(datetime.timezone.utc).strftime(
                              '%Y-%m-%d %H:%M UTC'))
     write_note(args.note, blocks, names)
   if args.plot:
-    plot([(row[1], [v for _, v in runs]) for row, runs in finished], args.plot)
+    # A row counts as a claim only with every seed: the plot shows those rows only.
+    plot([(row[1], [v for _, v in runs]) for row, runs in finished if len(runs) == len(seeds)],
+         args.plot)
   if records:
     records_lib.append_records(args.out, records)
 

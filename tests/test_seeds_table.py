@@ -32,9 +32,11 @@ def _no_archive(tmp_path, monkeypatch):
 
 def _tables(out, horizon=False):
   """The printed mean +- std and diagnostics tables (the horizon's with horizon=True), each
-  as {first cell: cells}. The output: 3 tables, a 'At 3x the steps:' line, 3 tables."""
+  as {first cell: cells}. The output: 3 tables, a 'At 3x the steps:' line, 3 tables, a line
+  introducing the readings, 3 tables."""
   blocks = out.strip().split('\n\n')
-  assert len(blocks) == 7 and blocks[3] == 'At 3x the steps:'
+  assert len(blocks) == 11 and blocks[3] == 'At 3x the steps:'
+  assert blocks[7].startswith('The readings of the method')
   main, diagnostics = blocks[4:6] if horizon else blocks[:2]
   return [{line.split(' | ')[0][2:]: line.split(' | ') for line in t.splitlines()[2:]
            if line.startswith('|')} for t in (main, diagnostics)]
@@ -109,7 +111,7 @@ def test_horizon_gfd_is_paired_with_titok8_at_3x(tmp_path, capsys):
   table.main(['--seeds', '0', '--seeds_root', str(seeds_root), '--adv_root', str(adv_root),
               '--out', str(tmp_path / 'r.jsonl')])
   blocks = capsys.readouterr().out.strip().split('\n\n')
-  assert len(blocks) == 7
+  assert len(blocks) == 11
   horizon = blocks[6].splitlines()
   assert horizon[0].endswith('| minus TiTok-8 3x, same seed |')
   assert horizon[2:] == ['| TiTok, G=8, 3x steps | 18.00 | - |',
@@ -176,7 +178,8 @@ def test_note_blocks_are_rewritten_between_their_markers_only(tmp_path, capsys):
   note = tmp_path / 'note.md'
   original = ('# Note\n\nfindings stay\n<!-- tables -->\nold table\n<!-- /tables -->\n'
               'between\n<!-- per_seed -->\nold seeds\n<!-- /per_seed -->\nand\n'
-              '<!-- horizon -->\nold horizon\n<!-- /horizon -->\nend\n')
+              '<!-- horizon -->\nold horizon\n<!-- /horizon -->\nend\n'
+              '<!-- variants -->\nold variants\n<!-- /variants -->\n')
   note.write_text(original)
   args = ['--seeds', '0', '--seeds_root', str(seeds_root), '--adv_root', str(adv_root),
           '--archive', str(tmp_path / 'runs'), '--out', str(tmp_path / 'r.jsonl'),
@@ -193,11 +196,13 @@ def test_note_blocks_are_rewritten_between_their_markers_only(tmp_path, capsys):
   assert blocks[0] in block('tables') and blocks[1] in block('tables')
   assert block('per_seed') == blocks[2]
   horizon = block('horizon')
-  assert horizon.startswith('As of `') and all(b in horizon for b in blocks[4:])
+  assert horizon.startswith('As of `') and all(b in horizon for b in blocks[4:7])
   assert horizon.endswith('Per seed, paired with TiTok-8 at 3x the steps:\n\n' + blocks[6])
+  assert block('variants').endswith("with SelfBootTok 'ot':\n\n" + blocks[10])
   assert text.endswith('<!-- /tables -->\nbetween\n<!-- per_seed -->\n' + blocks[2]
                        + '\n<!-- /per_seed -->\nand\n<!-- horizon -->\n' + horizon
-                       + '\n<!-- /horizon -->\nend\n')
+                       + '\n<!-- /horizon -->\nend\n<!-- variants -->\n' + block('variants')
+                       + '\n<!-- /variants -->\n')
 
   # --note_blocks horizon: the other blocks stay as written.
   note.write_text(original)
@@ -216,3 +221,39 @@ def test_note_blocks_are_rewritten_between_their_markers_only(tmp_path, capsys):
   with pytest.raises(SystemExit, match='no <!-- per_seed --> ... <!-- /per_seed --> block'):
     table.main(args)
   assert note.read_text() == '# Note\n<!-- tables -->\nx\n<!-- /tables -->\n'
+
+
+def test_readings_are_paired_with_titok8_and_with_ot_and_plotted_only_with_every_seed(
+    tmp_path, capsys):
+  seeds_root, adv_root = tmp_path / 'seeds', tmp_path / 'adv'
+  gfds = {'titok8': (20.0, 22.0), 'sbt_ot': (19.0, 21.0), 'sbt_ema': (18.0, 21.5)}
+  for name, (g0, g1) in gfds.items():
+    root = adv_root if name == 'titok8' else seeds_root
+    for s, gfd in enumerate((g0, g1)):
+      _results(root / f'{name}_s{s}' / 'eval' / ('test_all' if name == 'titok8' else
+                                                 'test_all_generate'), _recon(15.0))
+      _generator(root / f'gen_{name}_s{s}', gfd)
+  # The latent control is no reading: not in the readings' tables. Seed 0 only: not plotted.
+  _results(seeds_root / 'sbt_latent_s0' / 'eval' / 'test_all_generate', _recon(15.0))
+  _generator(seeds_root / 'gen_sbt_latent_s0', 30.0)
+  plotted = []
+  table_plot = table.plot
+  try:
+    table.plot = lambda rows, path: plotted.extend(label for label, _ in rows)
+    table.main(['--seeds', '0,1', '--seeds_root', str(seeds_root), '--adv_root', str(adv_root),
+                '--out', str(tmp_path / 'r.jsonl'), '--plot', str(tmp_path / 'p.png')])
+  finally:
+    table.plot = table_plot
+  blocks = capsys.readouterr().out.strip().split('\n\n')
+  readings = {line.split(' | ')[0][2:]: line for line in blocks[10].splitlines()[2:]}
+  assert blocks[10].splitlines()[0].endswith(
+      "| minus TiTok-8, same seed | minus 'ot', same seed |")
+  assert readings['TiTok, G=8'] == '| TiTok, G=8 | 20.00 | 22.00 | - | - |'
+  assert readings["SelfBootTok 'ot', generate (G=8 ids)"].endswith(
+      '| -1.00, -1.00 (mean -1.00 ± 0.00) | - |')
+  assert readings['SelfBootTok, EMA-teacher targets, generate'].endswith(
+      '| 18.00 | 21.50 | -2.00, -0.50 (mean -1.25 ± 1.06) | -1.00, +0.50 (mean -0.25 ± 1.06) |')
+  assert not any('latent' in row for row in readings)
+  assert len(readings) == 3  # rows without a finished seed are left out
+  assert 'SelfBootTok, EMA-teacher targets, generate' in plotted
+  assert not any('latent' in label for label in plotted)
