@@ -432,10 +432,14 @@ def evaluate(workdir: str, metrics=('psnr', 'ssim', 'lpips', 'fd_vgg', 'codebook
   timing['total_sec'] = time.time() - t0
   out = {
       'workdir': paths.resolve(workdir), 'step': int(tok.step),
-      'mode': mode, 'temperature': temperature,
+      # How the split was reconstructed; None for a samples-only eval (reconstruct=False),
+      # where the sampler decides how its ids are decoded.
+      'mode': mode if reconstruct else None,
+      'temperature': temperature if reconstruct else None,
       'aligner_workdir': paths.resolve(aligner_workdir) if aligner_workdir else None,
-      'ids_per_image': results.get('tokens_per_image', tok.ids_per_image(mode)),
-      'rate': rate,
+      'ids_per_image': (results.get('tokens_per_image', tok.ids_per_image(mode))
+                        if reconstruct else None),
+      'rate': rate if reconstruct else None,
       'split': data_cfg.eval_split, 'num_images': count,
       'num_samples': num_samples if sample_fn is not None else 0,
       'metrics': results,

@@ -113,6 +113,8 @@ def test_all_metrics_with_fake_sampler(workdir, inception_weights, tmp_path):
                            out_dir=str(tmp_path / 'out2'))
   assert out2['metrics']['gfd_vgg'] == pytest.approx(0.0, abs=1e-6)
   assert 'rfd_vgg' not in out2['metrics']
+  # Nothing was reconstructed: no reconstruction mode or ids per image to report.
+  assert out2['mode'] is None and out2['ids_per_image'] is None and out2['temperature'] is None
 
 
 def test_fid_without_weights_and_unknown_metric_are_errors(workdir):
