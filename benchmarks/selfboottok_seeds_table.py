@@ -66,6 +66,9 @@ ROWS = (
     ('sbt_ot_ft', "SelfBootTok 'ot' + decoder fine-tune with D, generate",
      (SEEDS_ROOT, 'sbt_ot_ft_s{s}'), 'test_all_generate',
      (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000_sbt_ot_ft_s{s}'), 'sbt'),
+    ('titok8_ft', 'TiTok, G=8 + decoder fine-tune with D (the control of the one above)',
+     (ADV_ROOT, 'titok8_ft_s{s}'), 'test_all',
+     (ADV_ROOT, 'gen_titok8_s{s}', 'n10000_titok8_ft_s{s}'), 'titok8'),
     ('sbt_ot_aligner', "SelfBootTok 'ot' + larger aligner, local ids sampled T=1",
      (SEEDS_ROOT, 'sbt_ot_s{s}'), 'test_all_generate_aligner_t1',
      (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000_aligner'), 'sbt_aligner'),
@@ -74,9 +77,10 @@ ROWS = (
 
 # The readings of the method (issue 20's step 2, selfboottok_variants.sh) beside the two
 # baselines they pair with, seed by seed: TiTok-8 and the SelfBootTok 'ot' run that the
-# fine-tune and the larger aligner start from. A view of ROWS (its records are ROWS').
+# fine-tune and the larger aligner start from; and the fine-tune's control, TiTok-8 with the
+# same decoder fine-tune. A view of ROWS (its records are ROWS').
 VARIANT_ROWS = tuple(r for r in ROWS if r[0] in ('titok8', 'sbt_ot', 'sbt_ema', 'sbt_softlocal',
-                                                 'sbt_ot_ft', 'sbt_ot_aligner'))
+                                                 'sbt_ot_ft', 'titok8_ft', 'sbt_ot_aligner'))
 
 
 def horizon_rows(variant):

@@ -25,7 +25,7 @@ esac
 '''
 
 
-def _drive(tmp_path, seeds_root, *seeds, script='selfboottok_horizon.sh'):
+def _drive(tmp_path, seeds_root, *seeds, script='selfboottok_horizon.sh', **extra_env):
   fake = tmp_path / 'python'
   fake.write_text(_FAKE_PYTHON)
   fake.chmod(0o755)
@@ -33,7 +33,7 @@ def _drive(tmp_path, seeds_root, *seeds, script='selfboottok_horizon.sh'):
   calls.write_text('')
   env = dict(os.environ, PYTHON=str(fake), CALLS=str(calls), SEEDS_ROOT=str(seeds_root),
              ADV_ROOT=str(seeds_root.parent / 'adv'), ARCHIVE=str(tmp_path / 'runs'),
-             RESULTS=str(tmp_path / 'r.jsonl'), SBT_VARIANT='')
+             RESULTS=str(tmp_path / 'r.jsonl'), SBT_VARIANT='', **extra_env)
   subprocess.run(['bash', f'benchmarks/{script}', *seeds], cwd=_ROOT, env=env,
                  check=True, capture_output=True, text=True)
   return calls.read_text().splitlines()
@@ -102,21 +102,24 @@ def test_the_seeds_driver_archives_each_of_its_four_rows(tmp_path):
 
 def test_variants_retrain_the_archived_base_run_they_need_checkpoints_of(tmp_path):
   _drive(tmp_path, tmp_path / 'machine1' / 'seeds', '0', script='selfboottok_seeds.sh')
-  # A new checkout: sbt_ot_s0 and its MaskGIT come back from the archive, without the
-  # checkpoints the fine-tune and the aligner start from, so those two are trained again.
+  # A new checkout: sbt_ot_s0, TiTok-8 and their MaskGITs come back from the archive,
+  # without the checkpoints the fine-tunes and the aligner start from: trained again.
   machine2 = tmp_path / 'machine2' / 'seeds'
   calls = _drive(tmp_path, machine2, '0', script='selfboottok_variants.sh')
   trained = [c.split('--workdir ')[1].split()[0] for c in calls if 'sbt_jax.main' in c]
   assert [os.path.basename(w) for w in trained] == [
       'sbt_ema_s0', 'gen_sbt_ema_s0', 'sbt_softlocal_s0', 'gen_sbt_softlocal_s0',
-      'sbt_ot_s0', 'gen_sbt_ot_s0', 'sbt_ot_ft_s0', 'sbt_ot_aligner_s0']
-  archived = _files(tmp_path / 'runs' / 'seeds')
-  for f in ('sbt_ot_ft_s0/eval/test_all_generate/results.json',
-            'sbt_ot_aligner_s0/eval_final.json',
-            'sbt_ot_s0/eval/test_all_generate_aligner_t1/results.json',
-            'gen_sbt_ot_s0/eval_fd/n10000_aligner/results.json',
-            'gen_sbt_ot_s0/eval_fd/n10000_sbt_ot_ft_s0/results.json',
-            'gen_sbt_softlocal_s0/eval_fd/n10000/results.json'):
+      'sbt_ot_s0', 'gen_sbt_ot_s0', 'sbt_ot_ft_s0', 'sbt_ot_aligner_s0',
+      'titok8_s0', 'gen_titok8_s0', 'titok8_ft_s0']
+  archived = _files(tmp_path / 'runs')
+  for f in ('seeds/sbt_ot_ft_s0/eval/test_all_generate/results.json',
+            'seeds/sbt_ot_aligner_s0/eval_final.json',
+            'seeds/sbt_ot_s0/eval/test_all_generate_aligner_t1/results.json',
+            'seeds/gen_sbt_ot_s0/eval_fd/n10000_aligner/results.json',
+            'seeds/gen_sbt_ot_s0/eval_fd/n10000_sbt_ot_ft_s0/results.json',
+            'seeds/gen_sbt_softlocal_s0/eval_fd/n10000/results.json',
+            'adv/titok8_ft_s0/eval/test_all/results.json',
+            'adv/gen_titok8_s0/eval_fd/n10000_titok8_ft_s0/results.json'):
     assert f in archived, f
   # A third checkout: everything comes from the archive, nothing runs.
   assert _drive(tmp_path, tmp_path / 'machine3' / 'seeds', '0',
@@ -131,3 +134,23 @@ def test_variants_without_the_base_run_say_so_in_one_line(tmp_path):
   assert e.value.returncode == 2
   assert e.value.stderr.strip().endswith('sbt_ot_s0: run selfboottok_seeds.sh 0 first')
   assert (tmp_path / 'calls.txt').read_text() == ''
+
+
+def test_variants_run_only_the_readings_asked_for(tmp_path):
+  machine1 = tmp_path / 'machine1' / 'seeds'
+  _drive(tmp_path, machine1, '0', script='selfboottok_seeds.sh')
+  calls = _drive(tmp_path, machine1, '0', script='selfboottok_variants.sh',
+                 READINGS='titok8_ft')
+  # The base runs' checkpoints are here: only the fine-tune, its eval and its gFD run.
+  assert len(calls) == 3 and all('titok8_ft_s0' in c for c in calls)
+  assert '--config configs/selfboottok_fmnist.py:titok,finetune' in calls[0]
+  assert calls[0].endswith(f'--config.train.init_from={tmp_path}/machine1/adv/titok8_s0 '
+                           '--config.train.eval_num_images=1000')
+  assert not (machine1 / 'sbt_ema_s0').exists()
+  assert 'ema' not in ' '.join(_drive(tmp_path, machine1, '0', script='selfboottok_variants.sh',
+                                      READINGS='from_ot softlocal'))
+  with pytest.raises(subprocess.CalledProcessError) as e:
+    _drive(tmp_path, machine1, '0', script='selfboottok_variants.sh', READINGS='ema emma')
+  assert e.value.returncode == 2
+  assert e.value.stderr.strip() == (
+      "READINGS: unknown reading 'emma' (choose from ema softlocal from_ot titok8_ft)")
