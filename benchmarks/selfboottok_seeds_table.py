@@ -66,7 +66,7 @@ ROWS = (
     ('sbt_ot_ft', "SelfBootTok 'ot' + decoder fine-tune with D, generate",
      (SEEDS_ROOT, 'sbt_ot_ft_s{s}'), 'test_all_generate',
      (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000_sbt_ot_ft_s{s}'), 'sbt'),
-    ('titok8_ft', 'TiTok, G=8 + decoder fine-tune with D (the control of the one above)',
+    ('titok8_ft', 'TiTok, G=8 + decoder fine-tune with D',
      (ADV_ROOT, 'titok8_ft_s{s}'), 'test_all',
      (ADV_ROOT, 'gen_titok8_s{s}', 'n10000_titok8_ft_s{s}'), 'titok8'),
     ('sbt_ot_aligner', "SelfBootTok 'ot' + larger aligner, local ids sampled T=1",
