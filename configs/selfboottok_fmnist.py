@@ -1,6 +1,10 @@
 """SelfBootTok on Fashion-MNIST (28x28), sized to train on a 2-core CPU in minutes.
 
+The recipe that measured best (docs/selfboottok_vs_titok.md, 3 seeds): this config, then its
+decoder (+ aligner) fine-tune with the discriminator from that run:
   python -m sbt_jax.main --config configs/selfboottok_fmnist.py --workdir workdirs/sbt_fmnist
+  python -m sbt_jax.main --config configs/selfboottok_fmnist.py:finetune \
+      --config.train.init_from=workdirs/sbt_fmnist --workdir workdirs/sbt_fmnist_ft
   # a larger 2D aligner against the frozen tokenizer (the aligner stage):
   python -m sbt_jax.main --config configs/selfboottok_fmnist.py:aligner \
       --config.aligner.tokenizer_workdir=workdirs/sbt_fmnist --workdir workdirs/sbt_fmnist_al
