@@ -66,6 +66,13 @@ ROWS = (
     ('sbt_ot_ft', "SelfBootTok 'ot' + decoder fine-tune with D, generate",
      (SEEDS_ROOT, 'sbt_ot_ft_s{s}'), 'test_all_generate',
      (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000_sbt_ot_ft_s{s}'), 'sbt'),
+    # Which half of that fine-tune helps (its two ablations, benchmarks/README.md):
+    ('sbt_ot_ft_nogen', "SelfBootTok 'ot' + fine-tune with D, w_generate=0, generate",
+     (SEEDS_ROOT, 'sbt_ot_ft_nogen_s{s}'), 'test_all_generate',
+     (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000_sbt_ot_ft_nogen_s{s}'), 'sbt'),
+    ('sbt_ot_ft_nod', "SelfBootTok 'ot' + fine-tune without D (w_generate=1), generate",
+     (SEEDS_ROOT, 'sbt_ot_ft_nod_s{s}'), 'test_all_generate',
+     (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000_sbt_ot_ft_nod_s{s}'), 'sbt'),
     ('titok8_ft', 'TiTok, G=8 + decoder fine-tune with D',
      (ADV_ROOT, 'titok8_ft_s{s}'), 'test_all',
      (ADV_ROOT, 'gen_titok8_s{s}', 'n10000_titok8_ft_s{s}'), 'titok8'),
@@ -80,7 +87,8 @@ ROWS = (
 # fine-tune and the larger aligner start from; and the fine-tune's control, TiTok-8 with the
 # same decoder fine-tune. A view of ROWS (its records are ROWS').
 VARIANT_ROWS = tuple(r for r in ROWS if r[0] in ('titok8', 'sbt_ot', 'sbt_ema', 'sbt_softlocal',
-                                                 'sbt_ot_ft', 'titok8_ft', 'sbt_ot_aligner'))
+                                                 'sbt_ot_ft', 'sbt_ot_ft_nogen', 'sbt_ot_ft_nod',
+                                                 'titok8_ft', 'sbt_ot_aligner'))
 
 
 def horizon_rows(variant):

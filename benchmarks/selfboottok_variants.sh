@@ -4,7 +4,7 @@
 # whole test split, the same MaskGIT at 2,000 steps, gFD-VGG of 10,000 samples), seeds 0 1 2
 # (or those given). Needs the seeds driver's sbt_ot and TiTok-8 runs (SEEDS_ROOT and
 # ADV_ROOT, or their archive). Resumable; each finished row's results are archived under
-# benchmarks/runs/. READINGS (default: all four, in this order per seed) picks which run:
+# benchmarks/runs/. READINGS (default: all five, in this order per seed) picks which run:
 #   ema        aligner targets from the EMA encoder (model.align_targets='ema')
 #   softlocal  soft local tokens in generate mode (model.generate_local='soft')
 #   from_ot    two readings that start from sbt_ot's checkpoints:
@@ -12,19 +12,23 @@
 #              global ids, so sbt_ot's generator samples, decoded by the fine-tune;
 #              aligner: a larger aligner (aligner stage, width 128, depth 4) against the
 #              frozen sbt_ot, local ids sampled at temperature 1; judged by FD
+#   ft_parts   which half of ft helps, from sbt_ot's checkpoints like ft: sbt_ot_ft_nogen
+#              (with D, the decoder trained on compress mode only: loss.w_generate=0) and
+#              sbt_ot_ft_nod (generate-mode decoder training, no D: adversarial off)
 #   titok8_ft  ft's control: TiTok-8's decoder fine-tuned with the same recipe (issue 18's
 #              titok8_ft), TiTok-8's generator samples decoded by it
-#   [READINGS="from_ot titok8_ft"] bash benchmarks/selfboottok_variants.sh [SEED ...]
+#   [READINGS="from_ot ft_parts titok8_ft"] bash benchmarks/selfboottok_variants.sh [SEED ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source benchmarks/run_steps.sh "$@"
 
-READINGS=${READINGS:-ema softlocal from_ot titok8_ft}
+READINGS=${READINGS:-ema softlocal from_ot ft_parts titok8_ft}
 for r in $READINGS; do
   case $r in
-    ema|softlocal|from_ot|titok8_ft) ;;
-    *) echo "READINGS: unknown reading '$r' (choose from ema softlocal from_ot titok8_ft)" >&2
+    ema|softlocal|from_ot|ft_parts|titok8_ft) ;;
+    *) echo "READINGS: unknown reading '$r' (choose from ema softlocal from_ot ft_parts" \
+            "titok8_ft)" >&2
        exit 2 ;;
   esac
 done
@@ -48,7 +52,7 @@ checkpoints() {  # checkpoints WORKDIR GEN SEED CONFIG: a fine-tune starts from 
 for s in "${SEEDS[@]}"; do
   ot=$SEEDS_ROOT/sbt_ot_s$s genot=$SEEDS_ROOT/gen_sbt_ot_s$s
   titok=$ADV_ROOT/titok8_s$s gentitok=$ADV_ROOT/gen_titok8_s$s
-  if wants from_ot; then need "$ot" "$genot" "$s"; fi
+  if wants from_ot || wants ft_parts; then need "$ot" "$genot" "$s"; fi
   if wants titok8_ft; then need "$titok" "$gentitok" "$s"; fi
   for v in ema softlocal; do
     if wants $v; then row "$SEEDS_ROOT/sbt_${v}_s$s" "$s" "$CFG:$v"; fi
@@ -72,6 +76,19 @@ for s in "${SEEDS[@]}"; do
     fi
     archive "$ot" "$genot" "$ft" "$al"
   fi
+  for part in nogen nod; do
+    w=$SEEDS_ROOT/sbt_ot_ft_${part}_s$s  # its gFD is archived in sbt_ot's generator's dir
+    if wants ft_parts && ! restore "$w"; then
+      checkpoints "$ot" "$genot" "$s" "$CFG"
+      if [ $part = nogen ]; then half=--config.loss.w_generate=0
+      else half=--config.adversarial.enabled=False; fi
+      train "$w" --config "$CFG:finetune" --config.seed="$s" --config.train.init_from="$ot" "$half"
+      evaluate "$w" test_all
+      evaluate "$w" test_all_generate --mode generate
+      gfd "$genot" "$s" "$w"
+      archive "$ot" "$genot" "$w"
+    fi
+  done
   tft=$ADV_ROOT/titok8_ft_s$s  # its gFD is archived in TiTok-8's generator's dir
   if wants titok8_ft && ! restore "$tft"; then
     checkpoints "$titok" "$gentitok" "$s" "$CFG:titok"

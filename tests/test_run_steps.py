@@ -110,7 +110,7 @@ def test_variants_retrain_the_archived_base_run_they_need_checkpoints_of(tmp_pat
   assert [os.path.basename(w) for w in trained] == [
       'sbt_ema_s0', 'gen_sbt_ema_s0', 'sbt_softlocal_s0', 'gen_sbt_softlocal_s0',
       'sbt_ot_s0', 'gen_sbt_ot_s0', 'sbt_ot_ft_s0', 'sbt_ot_aligner_s0',
-      'titok8_s0', 'gen_titok8_s0', 'titok8_ft_s0']
+      'sbt_ot_ft_nogen_s0', 'sbt_ot_ft_nod_s0', 'titok8_s0', 'gen_titok8_s0', 'titok8_ft_s0']
   archived = _files(tmp_path / 'runs')
   for f in ('seeds/sbt_ot_ft_s0/eval/test_all_generate/results.json',
             'seeds/sbt_ot_aligner_s0/eval_final.json',
@@ -119,6 +119,8 @@ def test_variants_retrain_the_archived_base_run_they_need_checkpoints_of(tmp_pat
             'seeds/gen_sbt_ot_s0/eval_fd/n10000_sbt_ot_ft_s0/results.json',
             'seeds/gen_sbt_softlocal_s0/eval_fd/n10000/results.json',
             'adv/titok8_ft_s0/eval/test_all/results.json',
+            'seeds/sbt_ot_ft_nod_s0/eval/test_all_generate/results.json',
+            'seeds/gen_sbt_ot_s0/eval_fd/n10000_sbt_ot_ft_nogen_s0/results.json',
             'adv/gen_titok8_s0/eval_fd/n10000_titok8_ft_s0/results.json'):
     assert f in archived, f
   # A third checkout: everything comes from the archive, nothing runs.
@@ -149,8 +151,15 @@ def test_variants_run_only_the_readings_asked_for(tmp_path):
   assert not (machine1 / 'sbt_ema_s0').exists()
   assert 'ema' not in ' '.join(_drive(tmp_path, machine1, '0', script='selfboottok_variants.sh',
                                       READINGS='from_ot softlocal'))
+  # The fine-tune's two halves: with D but no generate-mode training, and the reverse.
+  calls = _drive(tmp_path, machine1, '0', script='selfboottok_variants.sh', READINGS='ft_parts')
+  trains = [c for c in calls if 'sbt_jax.main' in c]
+  assert len(calls) == 8 and len(trains) == 2
+  assert 'sbt_ot_ft_nogen_s0' in trains[0] and '--config.loss.w_generate=0' in trains[0]
+  assert 'sbt_ot_ft_nod_s0' in trains[1] and '--config.adversarial.enabled=False' in trains[1]
+  assert all(':finetune' in c and 'init_from=' in c for c in trains)
   with pytest.raises(subprocess.CalledProcessError) as e:
     _drive(tmp_path, machine1, '0', script='selfboottok_variants.sh', READINGS='ema emma')
   assert e.value.returncode == 2
   assert e.value.stderr.strip() == (
-      "READINGS: unknown reading 'emma' (choose from ema softlocal from_ot titok8_ft)")
+      "READINGS: unknown reading 'emma' (choose from ema softlocal from_ot ft_parts titok8_ft)")
