@@ -242,8 +242,8 @@ def _g(flops):
 
 def plot(rows, path):
   """Per-seed dots and mean +- std bars of gFD-VGG and rFD-VGG, one line per row given (main
-  gives those with every seed); the first such row's (TiTok-8's) mean +- std is shaded, so 'below it by
-  more than one std' reads off."""
+  gives those with every seed); the first such row's (TiTok-8's) mean +- std is shaded, so
+  'below it by more than one std' reads off."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

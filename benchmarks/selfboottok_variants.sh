@@ -49,6 +49,18 @@ checkpoints() {  # checkpoints WORKDIR GEN SEED CONFIG: a fine-tune starts from 
   generator "$2" "$3" "$1"
 }
 
+fine_tune() {  # fine_tune WORKDIR BASE GEN SEED BASE_CONFIG FT_CONFIG [ARGS...]: BASE's
+  # decoder fine-tune (FT_CONFIG and ARGS) from its checkpoints, its whole-split eval
+  # (SelfBootTok's, sbt_*, in generate mode too) and GEN's samples decoded by it: the
+  # encoder and quantizers stay frozen, so BASE's MaskGIT serves it
+  local w=$1 base=$2 gen=$3 s=$4 base_cfg=$5 ft_cfg=$6; shift 6
+  checkpoints "$base" "$gen" "$s" "$base_cfg"
+  train "$w" --config "$ft_cfg" --config.seed="$s" --config.train.init_from="$base" "$@"
+  evaluate "$w" test_all
+  [[ $(basename "$w") != sbt_* ]] || evaluate "$w" test_all_generate --mode generate
+  gfd "$gen" "$s" "$w"
+}
+
 for s in "${SEEDS[@]}"; do
   ot=$SEEDS_ROOT/sbt_ot_s$s genot=$SEEDS_ROOT/gen_sbt_ot_s$s
   titok=$ADV_ROOT/titok8_s$s gentitok=$ADV_ROOT/gen_titok8_s$s
@@ -60,11 +72,7 @@ for s in "${SEEDS[@]}"; do
   ft=$SEEDS_ROOT/sbt_ot_ft_s$s al=$SEEDS_ROOT/sbt_ot_aligner_s$s
   # Both are archived with their results in sbt_ot's dirs (the gFDs, the aligner's eval).
   if wants from_ot && ! restore "$ft" "$al"; then
-    checkpoints "$ot" "$genot" "$s" "$CFG"
-    train "$ft" --config "$CFG:finetune" --config.seed="$s" --config.train.init_from="$ot"
-    evaluate "$ft" test_all
-    evaluate "$ft" test_all_generate --mode generate
-    gfd "$genot" "$s" "$ft"
+    fine_tune "$ft" "$ot" "$genot" "$s" "$CFG" "$CFG:finetune"
     train "$al" --config "$CFG:aligner" --config.seed="$s" --config.aligner.tokenizer_workdir="$ot"
     evaluate "$ot" "test_all_generate_aligner_t1" --mode generate --aligner_workdir "$al" \
         --temperature 1
@@ -79,23 +87,15 @@ for s in "${SEEDS[@]}"; do
   for part in nogen nod; do
     w=$SEEDS_ROOT/sbt_ot_ft_${part}_s$s  # its gFD is archived in sbt_ot's generator's dir
     if wants ft_parts && ! restore "$w"; then
-      checkpoints "$ot" "$genot" "$s" "$CFG"
       if [ $part = nogen ]; then half=--config.loss.w_generate=0
       else half=--config.adversarial.enabled=False; fi
-      train "$w" --config "$CFG:finetune" --config.seed="$s" --config.train.init_from="$ot" "$half"
-      evaluate "$w" test_all
-      evaluate "$w" test_all_generate --mode generate
-      gfd "$genot" "$s" "$w"
+      fine_tune "$w" "$ot" "$genot" "$s" "$CFG" "$CFG:finetune" "$half"
       archive "$ot" "$genot" "$w"
     fi
   done
   tft=$ADV_ROOT/titok8_ft_s$s  # its gFD is archived in TiTok-8's generator's dir
   if wants titok8_ft && ! restore "$tft"; then
-    checkpoints "$titok" "$gentitok" "$s" "$CFG:titok"
-    train "$tft" --config "$CFG:titok,finetune" --config.seed="$s" \
-        --config.train.init_from="$titok"
-    evaluate "$tft" test_all
-    gfd "$gentitok" "$s" "$tft"
+    fine_tune "$tft" "$titok" "$gentitok" "$s" "$CFG:titok" "$CFG:titok,finetune"
     archive "$titok" "$gentitok" "$tft"
   fi
 done
