@@ -165,6 +165,43 @@ def single_stage_recipe(c):
   a.optim.weight_decay = 1e-4
 
 
+def decoder_finetune_recipe(c):
+  """bytedance/1d-tokenizer's TiTok stage 2 (its configs/training/TiTok/stage2/titok_b64.yaml):
+  fine-tune the decoder of a finished tokenizer (train.init_from) while the encoder and
+  quantizer stay frozen, so its ids and the generators trained on them stay valid. L2 +
+  ConvNeXt-S perceptual (0.1), a patch discriminator (weight 0.01, hinge + LeCam) from step
+  20k, AdamW 1e-4 for both networks, 500k steps. SelfBootTok's aligner trains beside the
+  decoder, which also learns to decode the aligner's predicted local ids (loss.w_generate):
+  the recipe that measured best on Fashion-MNIST (docs/selfboottok_vs_titok.md). ConvNeXt-S
+  weights are the user's file: --config.loss.convnext_weights=convnext_small-0c510722.pth."""
+  c.train.trainable = 'decoder,aligner' if c.model.name == 'selfboottok' else 'decoder'
+  if c.model.name == 'selfboottok':
+    c.loss.w_generate = 1.0  # generate mode weighted as compress mode
+  c.loss.l1_weight = 0.0  # reconstruction_loss: "l2", reconstruction_weight: 1.0
+  c.loss.l2_weight = 1.0
+  c.loss.quantizer_weight = 0.0  # frozen quantizer
+  c.loss.perceptual = 'convnext_s'  # perceptual_loss: "convnext_s"
+  c.loss.perceptual_weight = 0.1
+  c.optim.learning_rate = 1e-4
+  c.optim.b1, c.optim.b2 = 0.9, 0.999
+  c.optim.weight_decay = 1e-4
+  c.optim.end_lr_fraction = 0.1  # cosine to end_lr 1e-5
+  c.optim.grad_clip_norm = 1.0  # max_grad_norm
+  c.optim.ema_decay = 0.999  # use_ema
+  c.optim.warmup_steps = 5_000
+  c.train.num_steps = 500_000
+  a = c.adversarial
+  a.enabled = True
+  a.start_step = 20_000  # discriminator_start
+  a.factor = 1.0  # discriminator_factor
+  a.weight = 0.01  # discriminator_weight
+  a.lecam_weight = 0.001  # lecam_regularization_weight
+  a.optim.learning_rate = 1e-4  # discriminator_learning_rate, same AdamW and schedule
+  a.optim.b2 = 0.999
+  a.optim.warmup_steps = 5_000
+  a.optim.weight_decay = 1e-4
+
+
 def recipe_runlocal(c):
   """`runlocal` of a config with the single-stage recipe: LPIPS only (no ConvNeXt file in
   tests), the discriminator on from step 1, a small one."""

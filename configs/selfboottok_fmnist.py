@@ -36,8 +36,8 @@ Results on the test split: docs/selfboottok.md, docs/crt.md.
 from configs import common
 from sbt_jax import config_defaults
 
-VARIANTS = ('runlocal', 'latent', 'soft', 'ema', 'softlocal', 'aligner', 'titok', 'titok16', 'crt', 'adv',
-            'finetune')
+VARIANTS = ('runlocal', 'latent', 'soft', 'ema', 'softlocal', 'aligner', 'titok', 'titok16',
+            'crt', 'adv', 'finetune')
 
 
 def get_config(arg: str | None = None):

@@ -1,7 +1,14 @@
 """SelfBootTok on ImageNet-256: G = 64 global tokens (the paper's generator sequence),
 L = 64 local tokens, B-size encoder/decoder, S-size tokenizer-stage aligner.
 
+The recipe that measured best on Fashion-MNIST (docs/selfboottok_vs_titok.md, 3 seeds) is two
+runs: this config, then `finetune`, its decoder and aligner fine-tuned against a
+discriminator (the reference's TiTok stage 2, common.decoder_finetune_recipe); the encoder and
+quantizers stay frozen, so a generator trained on the first run's ids serves both:
   python -m sbt_jax.main --config configs/selfboottok_imagenet256.py --workdir gs://BUCKET/sbt_b64
+  python -m sbt_jax.main --config configs/selfboottok_imagenet256.py:finetune \
+      --config.train.init_from=gs://BUCKET/sbt_b64 --workdir gs://BUCKET/sbt_b64_ft \
+      --config.loss.convnext_weights=/path/convnext_small-0c510722.pth
   # a larger 2D aligner against the frozen tokenizer (any size; runs beside the generator):
   python -m sbt_jax.main --config configs/selfboottok_imagenet256.py:aligner_l \
       --config.aligner.tokenizer_workdir=gs://BUCKET/sbt_b64 --workdir gs://BUCKET/sbt_b64_al_l
@@ -11,13 +18,14 @@ Variants: `aligner_b` | `aligner_l` (stage='aligner' with a B or L aligner), `so
 (SoftVQ-style global quantizer), `crt` (CRT on the 64 global tokens, as in
 titok_imagenet256.py:crt), `single_stage` (the reference's single-stage losses and schedule,
 as titok_imagenet256.py:bl64: L2 + LPIPS + ConvNeXt-S + discriminator from 200k steps;
-needs --config.loss.convnext_weights=...), `runlocal` (tiny, for smoke tests). Our choices where the
-paper's are unknown (see docs/design.md); not yet trained by us: no measured metrics.
+needs --config.loss.convnext_weights=...), `finetune` (above), `runlocal` (tiny, for smoke
+tests). Our choices where the paper's are unknown (see docs/design.md); not yet trained by
+us at this scale: no measured metrics.
 """
 from configs import common
 from configs import titok_imagenet256
 
-VARIANTS = ('aligner_b', 'aligner_l', 'soft', 'crt', 'single_stage', 'runlocal')
+VARIANTS = ('aligner_b', 'aligner_l', 'soft', 'crt', 'single_stage', 'finetune', 'runlocal')
 # aligner variant: the size of the aligner trained in the aligner stage
 ALIGNER_SIZES = {'aligner_b': 'base', 'aligner_l': 'large'}
 
@@ -38,6 +46,8 @@ def get_config(arg: str | None = None):
     titok_imagenet256.set_crt(c)
   if 'single_stage' in variants:
     common.single_stage_recipe(c)
+  if 'finetune' in variants:
+    common.decoder_finetune_recipe(c)
   for variant, size in ALIGNER_SIZES.items():
     if variant in variants:
       c.stage = 'aligner'

@@ -6,7 +6,10 @@ Needs `imagenet2012` prepared by TFDS in the array_record format under data.data
 (`tfds build imagenet2012 --file_format=array_record --manual_dir=...`).
 Variants: `s128` | `b64` | `l32` | `bl64` (pick one), optionally `,crt` (CRT: a 2-layer
 width-512 causal predictor of the next pre-quantization token with its own AdamW, lambda = 4
-ramped over the first 1k steps) and `,runlocal` (tiny, for smoke tests).
+ramped over the first 1k steps), `,finetune` (the reference's stage 2, e.g. `b64,finetune`:
+the decoder of a finished run fine-tuned with ConvNeXt-S and a discriminator,
+common.decoder_finetune_recipe; needs --config.train.init_from=<that run> and
+--config.loss.convnext_weights=...) and `,runlocal` (tiny, for smoke tests).
 `bl64` is the single-stage TiTok-BL-64 VQ (B encoder, L decoder, 64 tokens from 8,192 codes
 of dimension 64) trained with the reference's single-stage recipe (common.single_stage_recipe:
 L2 + LPIPS + ConvNeXt-S + discriminator from 200k steps, 650k steps of 1,024 images):
@@ -26,7 +29,7 @@ from sbt_jax import config_defaults
 # variant: (encoder/decoder size, latent tokens)
 SIZES = {'s128': ('small', 128), 'b64': ('base', 64), 'l32': ('large', 32),
          'bl64': ('base', 64)}
-VARIANTS = (*SIZES, 'crt', 'runlocal')
+VARIANTS = (*SIZES, 'crt', 'finetune', 'runlocal')
 
 
 def set_crt(c):
@@ -65,6 +68,8 @@ def get_config(arg: str | None = None):
     common.single_stage_recipe(c)
   if 'crt' in variants:
     set_crt(c)
+  if 'finetune' in variants:
+    common.decoder_finetune_recipe(c)
   if 'runlocal' in variants:
     common.runlocal_imagenet256(c, [c.model.encoder, c.model.decoder], crt=True)
     if c.adversarial.enabled:

@@ -173,6 +173,35 @@ def test_single_stage_recipes_follow_the_reference_and_need_convnext_weights(mod
       f'{variant},runlocal'))  # LPIPS only: no ConvNeXt file needed
 
 
+@pytest.mark.parametrize('module,variant,trainable,w_generate', [
+    ('titok_imagenet256', 'b64,finetune', 'decoder', 0.0),
+    ('selfboottok_imagenet256', 'finetune', 'decoder,aligner', 1.0)])
+def test_imagenet_finetune_is_the_reference_stage_2(module, variant, trainable, w_generate):
+  c = importlib.import_module(f'configs.{module}').get_config(variant)
+  c.loss.convnext_weights = '/weights/convnext_small-0c510722.pth'
+  with pytest.raises(ValueError, match='set train.init_from='):
+    config_defaults.validate(c)
+  c.train.init_from = 'gs://bucket/stage1'
+  c.loss.convnext_weights = ''
+  with pytest.raises(ValueError, match='needs loss.convnext_weights='):
+    config_defaults.validate(c)
+  c.loss.convnext_weights = '/weights/convnext_small-0c510722.pth'
+  config_defaults.validate(c)
+  # configs/training/TiTok/stage2/titok_b64.yaml of bytedance/1d-tokenizer
+  assert (c.train.trainable, c.loss.w_generate) == (trainable, w_generate)
+  assert (c.loss.perceptual, c.loss.perceptual_weight, c.loss.l1_weight, c.loss.l2_weight,
+          c.loss.quantizer_weight) == ('convnext_s', 0.1, 0.0, 1.0, 0.0)
+  a = c.adversarial
+  assert (a.enabled, a.start_step, a.weight, a.lecam_weight, a.optim.learning_rate) == (
+      True, 20_000, 0.01, 0.001, 1e-4)
+  assert (c.train.num_steps, c.optim.warmup_steps, c.optim.learning_rate, c.optim.b2) == (
+      500_000, 5_000, 1e-4, 0.999)
+  local = importlib.import_module(f'configs.{module}').get_config(f'{variant},runlocal')
+  local.train.init_from = '/runs/stage1'
+  config_defaults.validate(local)  # LPIPS only: no ConvNeXt file needed
+  assert local.train.trainable == trainable and local.adversarial.start_step == 1
+
+
 def test_fmnist_adversarial_variants():
   from configs import selfboottok_fmnist  # pylint: disable=g-import-not-at-top
   adv = selfboottok_fmnist.get_config('titok,adv')
