@@ -22,7 +22,8 @@ what the stored ids look like; gFD-VGG per seed and paired with TiTok-8's; then 
 three for the longer horizon, paired with TiTok-8 at 3x the steps; then the same three for
 the readings of the method (VARIANT_ROWS) beside their baselines, paired with TiTok-8 and
 with SelfBootTok 'ot'. With --record, appends one record per complete row (all seeds) and
-metric to benchmarks/results.jsonl. With --note docs/selfboottok_vs_titok.md, also rewrites
+metric to benchmarks/results.jsonl, unless its latest record there has the same per-seed
+values. With --note docs/selfboottok_vs_titok.md, also rewrites
 the research note's blocks named by --note_blocks: `tables` (the first two tables),
 `per_seed` (the third), `horizon` (the horizon's three) and `variants` (the readings'
 three), each between its `<!-- name -->` and `<!-- /name -->` markers and stamped
@@ -413,8 +414,24 @@ def main(argv=None):
     # A row counts as a claim only with every seed: the plot shows those rows only.
     plot([(row[1], [v for _, v in runs]) for row, runs in finished if len(runs) == len(seeds)],
          args.plot)
+  records = changed_records(args.out, records)
   if records:
     records_lib.append_records(args.out, records)
+
+
+def changed_records(path, records):
+  """records less those whose (name, metric) already has the same per-seed values and seeds
+  in its latest record at `path`: --record after every finished row appends only what
+  changed."""
+  latest = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        r = json.loads(line)
+        if r.get('name', '').startswith('selfboottok_seeds_table/'):
+          latest[r['name'], r['metric']] = (r.get('per_seed'), r.get('seeds'))
+  return [r for r in records
+          if latest.get((r['name'], r['metric'])) != (r['per_seed'], r['seeds'])]
 
 
 if __name__ == '__main__':

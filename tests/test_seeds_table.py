@@ -77,6 +77,16 @@ def test_rows_average_finished_seeds_and_record_only_complete_rows(tmp_path, cap
   assert {r['name'] for r in records} == {'selfboottok_seeds_table/titok8'}
   gfd, = [r for r in records if r['metric'] == 'gfd_vgg_partial@10000']
   assert gfd['per_seed'] == [20.0, 24.0] and gfd['value'] == 22.0 and gfd['seeds'] == [0, 1]
+  # Again with the same results: nothing new to record; a changed seed: only its metrics.
+  args = ['--seeds', '0,1', '--seeds_root', str(seeds_root), '--adv_root', str(adv_root),
+          '--out', str(out), '--record']
+  table.main(args)
+  _generator(adv_root / 'gen_titok8_s1', 26.0, nll=3.0)
+  table.main(args)
+  with open(out) as f:
+    again = [json.loads(line) for line in f][3 + len(records):]
+  assert [(r['metric'], r['per_seed']) for r in again] == [
+      ('gfd_vgg_partial@10000', [20.0, 26.0])]
   with open(tmp_path / 'p.png', 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
