@@ -77,6 +77,9 @@ ROWS = (
     ('titok8_ft', 'TiTok, G=8 + decoder fine-tune with D',
      (ADV_ROOT, 'titok8_ft_s{s}'), 'test_all',
      (ADV_ROOT, 'gen_titok8_s{s}', 'n10000_titok8_ft_s{s}'), 'titok8'),
+    ('titok8_ft_nod', 'TiTok, G=8 + decoder fine-tune without D',
+     (ADV_ROOT, 'titok8_ft_nod_s{s}'), 'test_all',
+     (ADV_ROOT, 'gen_titok8_s{s}', 'n10000_titok8_ft_nod_s{s}'), 'titok8'),
     ('sbt_ot_aligner', "SelfBootTok 'ot' + larger aligner, local ids sampled T=1",
      (SEEDS_ROOT, 'sbt_ot_s{s}'), 'test_all_generate_aligner_t1',
      (SEEDS_ROOT, 'gen_sbt_ot_s{s}', 'n10000_aligner'), 'sbt_aligner'),
@@ -85,11 +88,12 @@ ROWS = (
 
 # The readings of the method (issue 20's step 2, selfboottok_variants.sh) beside the two
 # baselines they pair with, seed by seed: TiTok-8 and the SelfBootTok 'ot' run that the
-# fine-tune and the larger aligner start from; and the fine-tune's control, TiTok-8 with the
-# same decoder fine-tune. A view of ROWS (its records are ROWS').
+# fine-tune and the larger aligner start from; and the fine-tunes' controls, TiTok-8 with the
+# same decoder fine-tunes (with and without D). A view of ROWS (its records are ROWS').
 VARIANT_ROWS = tuple(r for r in ROWS if r[0] in ('titok8', 'sbt_ot', 'sbt_ema', 'sbt_softlocal',
                                                  'sbt_ot_ft', 'sbt_ot_ft_nogen', 'sbt_ot_ft_nod',
-                                                 'titok8_ft', 'sbt_ot_aligner'))
+                                                 'titok8_ft', 'titok8_ft_nod',
+                                                 'sbt_ot_aligner'))
 
 
 def horizon_rows(variant):

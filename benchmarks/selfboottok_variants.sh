@@ -15,8 +15,9 @@
 #   ft_parts   which half of ft helps, from sbt_ot's checkpoints like ft: sbt_ot_ft_nogen
 #              (with D, the decoder trained on compress mode only: loss.w_generate=0) and
 #              sbt_ot_ft_nod (generate-mode decoder training, no D: adversarial off)
-#   titok8_ft  ft's control: TiTok-8's decoder fine-tuned with the same recipe (issue 18's
-#              titok8_ft), TiTok-8's generator samples decoded by it
+#   titok8_ft  the controls of ft and of sbt_ot_ft_nod: TiTok-8's decoder fine-tuned with the
+#              same recipe (issue 18's titok8_ft) and without D (titok8_ft_nod), TiTok-8's
+#              generator samples decoded by each
 #   [READINGS="from_ot ft_parts titok8_ft"] bash benchmarks/selfboottok_variants.sh [SEED ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,10 +94,13 @@ for s in "${SEEDS[@]}"; do
       archive "$ot" "$genot" "$w"
     fi
   done
-  tft=$ADV_ROOT/titok8_ft_s$s  # its gFD is archived in TiTok-8's generator's dir
-  if wants titok8_ft && ! restore "$tft"; then
-    fine_tune "$tft" "$titok" "$gentitok" "$s" "$CFG:titok" "$CFG:titok,finetune"
-    archive "$titok" "$gentitok" "$tft"
-  fi
+  for part in '' _nod; do
+    tft=$ADV_ROOT/titok8_ft${part}_s$s  # its gFD is archived in TiTok-8's generator's dir
+    if wants titok8_ft && ! restore "$tft"; then
+      half=(); [ -z "$part" ] || half=(--config.adversarial.enabled=False)
+      fine_tune "$tft" "$titok" "$gentitok" "$s" "$CFG:titok" "$CFG:titok,finetune" "${half[@]}"
+      archive "$titok" "$gentitok" "$tft"
+    fi
+  done
 done
 echo "== $(date -u +%H:%M) done"

@@ -110,7 +110,8 @@ def test_variants_retrain_the_archived_base_run_they_need_checkpoints_of(tmp_pat
   assert [os.path.basename(w) for w in trained] == [
       'sbt_ema_s0', 'gen_sbt_ema_s0', 'sbt_softlocal_s0', 'gen_sbt_softlocal_s0',
       'sbt_ot_s0', 'gen_sbt_ot_s0', 'sbt_ot_ft_s0', 'sbt_ot_aligner_s0',
-      'sbt_ot_ft_nogen_s0', 'sbt_ot_ft_nod_s0', 'titok8_s0', 'gen_titok8_s0', 'titok8_ft_s0']
+      'sbt_ot_ft_nogen_s0', 'sbt_ot_ft_nod_s0', 'titok8_s0', 'gen_titok8_s0', 'titok8_ft_s0',
+      'titok8_ft_nod_s0']
   archived = _files(tmp_path / 'runs')
   for f in ('seeds/sbt_ot_ft_s0/eval/test_all_generate/results.json',
             'seeds/sbt_ot_aligner_s0/eval_final.json',
@@ -121,7 +122,8 @@ def test_variants_retrain_the_archived_base_run_they_need_checkpoints_of(tmp_pat
             'adv/titok8_ft_s0/eval/test_all/results.json',
             'seeds/sbt_ot_ft_nod_s0/eval/test_all_generate/results.json',
             'seeds/gen_sbt_ot_s0/eval_fd/n10000_sbt_ot_ft_nogen_s0/results.json',
-            'adv/gen_titok8_s0/eval_fd/n10000_titok8_ft_s0/results.json'):
+            'adv/gen_titok8_s0/eval_fd/n10000_titok8_ft_s0/results.json',
+            'adv/gen_titok8_s0/eval_fd/n10000_titok8_ft_nod_s0/results.json'):
     assert f in archived, f
   # A third checkout: everything comes from the archive, nothing runs.
   assert _drive(tmp_path, tmp_path / 'machine3' / 'seeds', '0',
@@ -143,10 +145,15 @@ def test_variants_run_only_the_readings_asked_for(tmp_path):
   _drive(tmp_path, machine1, '0', script='selfboottok_seeds.sh')
   calls = _drive(tmp_path, machine1, '0', script='selfboottok_variants.sh',
                  READINGS='titok8_ft')
-  # The base runs' checkpoints are here: only the fine-tune, its eval and its gFD run.
-  assert len(calls) == 3 and all('titok8_ft_s0' in c for c in calls)
+  # The base runs' checkpoints are here: only the two fine-tunes (with D, then without),
+  # each with its eval and its gFD, run.
+  assert len(calls) == 6 and all('titok8_ft_s0' in c for c in calls[:3])
+  assert all('titok8_ft_nod_s0' in c for c in calls[3:])
   assert '--config configs/selfboottok_fmnist.py:titok,finetune' in calls[0]
   assert calls[0].endswith(f'--config.train.init_from={tmp_path}/machine1/adv/titok8_s0 '
+                           '--config.train.eval_num_images=1000')
+  assert calls[3].endswith(f'--config.train.init_from={tmp_path}/machine1/adv/titok8_s0 '
+                           '--config.adversarial.enabled=False '
                            '--config.train.eval_num_images=1000')
   assert not (machine1 / 'sbt_ema_s0').exists()
   assert 'ema' not in ' '.join(_drive(tmp_path, machine1, '0', script='selfboottok_variants.sh',
