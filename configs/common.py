@@ -146,22 +146,30 @@ def single_stage_recipe(c):
   c.model.commitment_cost = 0.25
   c.loss.perceptual = 'lpips-convnext_s-1.0-0.1'  # (LPIPS + 0.1 ConvNeXt) / 1.1
   c.loss.perceptual_weight = 1.1  # so: LPIPS + 0.1 ConvNeXt
+  imagenet256_schedule(c, num_steps=650_000)
+  _reference_adamw_and_discriminator(c, warmup_steps=10_000, d_start=200_000, d_weight=0.1)
+
+
+def _reference_adamw_and_discriminator(c, warmup_steps, d_start, d_weight):
+  """What the reference's recipes share: AdamW 1e-4 (betas 0.9/0.999, weight decay 1e-4)
+  for the tokenizer and the discriminator, warmup then cosine to 1e-5, gradient clipping 1,
+  EMA; a patch discriminator with hinge + LeCam from step d_start, weighted d_weight."""
   c.optim.learning_rate = 1e-4
   c.optim.b1, c.optim.b2 = 0.9, 0.999
   c.optim.weight_decay = 1e-4
   c.optim.end_lr_fraction = 0.1  # cosine to end_lr 1e-5
   c.optim.grad_clip_norm = 1.0  # max_grad_norm
   c.optim.ema_decay = 0.999  # use_ema
-  imagenet256_schedule(c, num_steps=650_000)  # warmup_steps 10k
+  c.optim.warmup_steps = warmup_steps
   a = c.adversarial
   a.enabled = True
-  a.start_step = 200_000  # discriminator_start
+  a.start_step = d_start  # discriminator_start
   a.factor = 1.0  # discriminator_factor
-  a.weight = 0.1  # discriminator_weight
+  a.weight = d_weight  # discriminator_weight
   a.lecam_weight = 0.001  # lecam_regularization_weight
   a.optim.learning_rate = 1e-4  # discriminator_learning_rate, same AdamW and schedule
   a.optim.b2 = 0.999
-  a.optim.warmup_steps = 10_000
+  a.optim.warmup_steps = warmup_steps
   a.optim.weight_decay = 1e-4
 
 
@@ -182,24 +190,8 @@ def decoder_finetune_recipe(c):
   c.loss.quantizer_weight = 0.0  # frozen quantizer
   c.loss.perceptual = 'convnext_s'  # perceptual_loss: "convnext_s"
   c.loss.perceptual_weight = 0.1
-  c.optim.learning_rate = 1e-4
-  c.optim.b1, c.optim.b2 = 0.9, 0.999
-  c.optim.weight_decay = 1e-4
-  c.optim.end_lr_fraction = 0.1  # cosine to end_lr 1e-5
-  c.optim.grad_clip_norm = 1.0  # max_grad_norm
-  c.optim.ema_decay = 0.999  # use_ema
-  c.optim.warmup_steps = 5_000
   c.train.num_steps = 500_000
-  a = c.adversarial
-  a.enabled = True
-  a.start_step = 20_000  # discriminator_start
-  a.factor = 1.0  # discriminator_factor
-  a.weight = 0.01  # discriminator_weight
-  a.lecam_weight = 0.001  # lecam_regularization_weight
-  a.optim.learning_rate = 1e-4  # discriminator_learning_rate, same AdamW and schedule
-  a.optim.b2 = 0.999
-  a.optim.warmup_steps = 5_000
-  a.optim.weight_decay = 1e-4
+  _reference_adamw_and_discriminator(c, warmup_steps=5_000, d_start=20_000, d_weight=0.01)
 
 
 def recipe_runlocal(c):
